@@ -1,0 +1,22 @@
+//! # querycache
+//!
+//! A query-result cache and buffer-pool engine for Rust services that talk to Postgres
+//! through a `sqlx` pool.
+//!
+//! ## Architecture
+//!
+//! ```text
+//! sql text + binds ──► statement memo ──► CacheKey ──► L1 memory ──► L3 disk ──► database
+//! ```
+//!
+//! - [`sql`]: the parse-based normalizer (sqlparser): statement kind, read set, write
+//!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128).
+//!
+//! Freshness: every table has a generation counter; a read snapshots its read set's
+//! generations before it runs and stores them with the result; a write bumps its write
+//! set (closed over views, partitions, cascades and triggers) after it succeeds.
+
+pub mod error;
+pub mod sql;
+
+pub use error::{Error, Result};

@@ -1,0 +1,213 @@
+//! What the normalizer knows about one statement text: [`Analysis`] and its parts.
+//!
+//! These types are the contract between the normalizer (`sql::analyze`) and the rest of
+//! the crate: the cache reads `verdict`, `reads`, `writes`, `writes_unknown`,
+//! `functions` and `fingerprint`; the CLI prints all of it.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// SQL dialect used to parse and to fold identifiers.
+///
+/// Only Postgres is implemented; SQLite and MySQL follow (they fold names differently:
+/// SQLite lower-cases like Postgres, MySQL keeps case on Linux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// PostgreSQL: unquoted identifiers fold to lower case.
+    #[default]
+    Postgres,
+}
+
+/// What a statement does, coarsely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatementKind {
+    /// A query that returns rows and writes nothing (SELECT, VALUES, TABLE, SHOW, EXPLAIN).
+    Read,
+    /// DML: INSERT, UPDATE, DELETE, MERGE, TRUNCATE, COPY … FROM, SELECT … INTO,
+    /// REFRESH MATERIALIZED VIEW, a SELECT with a data-modifying CTE.
+    Write,
+    /// Schema changes: CREATE / ALTER / DROP / RENAME of relations and other objects.
+    Ddl,
+    /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT, …
+    Transaction,
+    /// SET, RESET, DISCARD, LISTEN, …: changes session state.
+    Session,
+    /// Anything else (CALL, DO, unparseable text, …).
+    Other,
+}
+
+impl StatementKind {
+    /// The lower-case name used in CLI output: `read`, `write`, `ddl`, `transaction`,
+    /// `session`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementKind::Read => "read",
+            StatementKind::Write => "write",
+            StatementKind::Ddl => "ddl",
+            StatementKind::Transaction => "transaction",
+            StatementKind::Session => "session",
+            StatementKind::Other => "other",
+        }
+    }
+}
+
+/// A relation (table, view, materialized view, partition) named by a statement, with
+/// identifiers folded per dialect: unquoted → lower case, quoted kept as written.
+///
+/// `schema` is `Some` only when the statement qualified the name; resolving an
+/// unqualified name through `search_path` is the cache's job, not the normalizer's.
+/// Cheap to clone (`Arc<str>` parts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelationName {
+    /// Schema as written (folded), if the statement qualified the name.
+    pub schema: Option<Arc<str>>,
+    /// Relation name (folded).
+    pub name: Arc<str>,
+}
+
+impl RelationName {
+    /// A relation name from already-folded parts.
+    pub fn new(schema: Option<&str>, name: &str) -> Self {
+        RelationName {
+            schema: schema.map(Arc::from),
+            name: Arc::from(name),
+        }
+    }
+}
+
+impl fmt::Display for RelationName {
+    /// `schema.name`, or `name` when unqualified. Parts are printed as folded, without
+    /// quotes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Whether a statement's result may be cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A read whose result depends only on its read set and its bind arguments.
+    Cacheable,
+    /// Never cached, for the given reason.
+    Uncacheable(Reason),
+}
+
+/// Why a statement is not cached. Each variant is counted separately by the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The statement is not a read (a write, DDL, transaction control, session command).
+    NotARead(StatementKind),
+    /// Calls a volatile or session-dependent function (`random`, `now`, `current_user`,
+    /// …). Holds the folded function name.
+    VolatileFunction(String),
+    /// Uses one of the time literals `'now'`, `'today'`, `'tomorrow'`, `'yesterday'`.
+    TimeLiteral(String),
+    /// Takes row locks (`FOR UPDATE`, `FOR SHARE`, …) at any depth.
+    RowLock,
+    /// A WITH clause contains INSERT / UPDATE / DELETE / MERGE.
+    DataModifyingCte,
+    /// `SELECT … INTO` creates a table.
+    SelectInto,
+    /// `TABLESAMPLE` returns a random sample.
+    TableSample,
+    /// Reads a temporary table (`pg_temp.*`).
+    TempTable(String),
+    /// Reads a system catalog (`pg_catalog.*`, `pg_*`, `information_schema.*`).
+    SystemCatalog(String),
+    /// `EXPLAIN ANALYZE` executes the statement.
+    ExplainAnalyze,
+    /// The text holds more than one statement.
+    MultipleStatements,
+    /// `FROM ONLY t`: sqlparser reads it as a table named `only`, so the read set would
+    /// be wrong.
+    FromOnly,
+    /// The text is longer than the configured cap and was not parsed.
+    TooLarge {
+        /// Length of the text in bytes.
+        len: usize,
+        /// The cap in bytes.
+        cap: usize,
+    },
+    /// sqlparser could not parse the text, and it starts like a read; holds the
+    /// parser's message.
+    ParseError(String),
+    /// Could not be analyzed and may write (unparseable text not starting with
+    /// SELECT/WITH/VALUES/SHOW/TABLE/EXPLAIN, `CALL`, `DO`): the cache must invalidate
+    /// everything. Holds the parser's message or the statement's leading keyword.
+    UnknownWrite(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NotARead(kind) => write!(f, "not a read ({})", kind.as_str()),
+            Reason::VolatileFunction(name) => write!(f, "volatile function {name}()"),
+            Reason::TimeLiteral(lit) => write!(f, "time literal '{lit}'"),
+            Reason::RowLock => f.write_str("row lock (FOR UPDATE/SHARE)"),
+            Reason::DataModifyingCte => f.write_str("data-modifying CTE"),
+            Reason::SelectInto => f.write_str("SELECT INTO"),
+            Reason::TableSample => f.write_str("TABLESAMPLE"),
+            Reason::TempTable(name) => write!(f, "temporary table {name}"),
+            Reason::SystemCatalog(name) => write!(f, "system catalog {name}"),
+            Reason::ExplainAnalyze => f.write_str("EXPLAIN ANALYZE"),
+            Reason::MultipleStatements => f.write_str("multiple statements"),
+            Reason::FromOnly => f.write_str("FROM ONLY (misparsed by sqlparser)"),
+            Reason::TooLarge { len, cap } => write!(f, "SQL too large ({len} bytes > {cap})"),
+            Reason::ParseError(msg) => write!(f, "parse error: {msg}"),
+            Reason::UnknownWrite(msg) => write!(f, "unknown write: {msg}"),
+        }
+    }
+}
+
+/// Everything the normalizer derives from one statement text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    /// What the statement does.
+    pub kind: StatementKind,
+    /// Relations the statement reads, sorted and deduplicated. CTE names and table
+    /// functions are not relations.
+    pub reads: Vec<RelationName>,
+    /// Relations the statement writes (or creates, alters, drops), sorted and
+    /// deduplicated.
+    pub writes: Vec<RelationName>,
+    /// `true` when the statement may write relations it does not name (unparseable
+    /// write-like text, `CALL`, `DO`): the cache invalidates everything.
+    pub writes_unknown: bool,
+    /// Functions the statement calls that are not known builtins (folded, sorted,
+    /// deduplicated); the cache checks their volatility in `pg_proc`.
+    pub functions: Vec<String>,
+    /// Canonical text: keywords upper case, unquoted identifiers folded, whitespace
+    /// collapsed, comments and a trailing `;` dropped, literals kept. Empty when the
+    /// text did not parse.
+    pub canonical: String,
+    /// xxh3-128 of `canonical`: the key fingerprint. Two statements that can return
+    /// different results never share it.
+    pub fingerprint: u128,
+    /// xxh3-128 of the canonical text with literals replaced by placeholders (like
+    /// pg_stat_statements' `queryid`).
+    pub shape: u128,
+    /// The literals in text order, as they appear in the canonical text.
+    pub literals: Vec<String>,
+    /// Whether the result may be cached.
+    pub verdict: Verdict,
+}
+
+impl Analysis {
+    /// `true` when the verdict is [`Verdict::Cacheable`].
+    pub fn is_cacheable(&self) -> bool {
+        matches!(self.verdict, Verdict::Cacheable)
+    }
+
+    /// The reason the statement is not cached, if it is not.
+    pub fn reason(&self) -> Option<&Reason> {
+        match &self.verdict {
+            Verdict::Cacheable => None,
+            Verdict::Uncacheable(reason) => Some(reason),
+        }
+    }
+}
