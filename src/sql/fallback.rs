@@ -238,7 +238,7 @@ mod tests {
     fn dml_inside_with_or_a_second_statement_is_an_unknown_write() {
         for text in [
             "WITH d AS (DELETE FROM q RETURNING *) SELECT * FROM d ???",
-            "SELECT 1; DELETE FROM t WHERE ???",
+            "SELECT 1; CALL p() ???",
             "INSERT INTO t WITH d AS (DELETE FROM q RETURNING *) SELECT * FROM d ???",
         ] {
             let f = unparsed(text, Reason::ParseError("p".into()), "p");
