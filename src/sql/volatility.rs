@@ -34,6 +34,29 @@ const KEYWORD_FUNCTIONS: &[&str] = &[
     "user",
 ];
 
+/// SQL constructs with function syntax that are not `pg_proc` functions (Postgres
+/// parses them into their own expression nodes); all depend only on their arguments.
+const CONSTRUCTS: &[&str] = &[
+    "coalesce",
+    "greatest",
+    "grouping",
+    "json_array",
+    "json_arrayagg",
+    "json_object",
+    "json_objectagg",
+    "least",
+    "nullif",
+    "row",
+    "xmlconcat",
+    "xmlelement",
+    "xmlexists",
+    "xmlforest",
+    "xmlparse",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+];
+
 /// Stable builtins that still depend on the clock, the session, the role or the
 /// catalog rather than on their arguments (`pg_proc` marks them `s`).
 const SESSION_STABLE: &[&str] = &[
@@ -84,7 +107,7 @@ pub(crate) fn classify_function(schema: Option<&str>, name: &str, args: usize) -
             FunctionClass::Builtin
         };
     }
-    if listed(IMMUTABLE) {
+    if listed(IMMUTABLE) || CONSTRUCTS.contains(&name) {
         FunctionClass::Builtin
     } else {
         FunctionClass::Unknown
@@ -144,6 +167,7 @@ mod tests {
             (None, "age", 1, Volatile),
             (None, "age", 2, Builtin),
             (None, "lower", 1, Builtin),
+            (None, "coalesce", 2, Builtin),
             (None, "count", 1, Builtin),
             (None, "to_char", 2, Builtin),
             (None, "date_trunc", 2, Builtin),
