@@ -134,6 +134,8 @@ fn formatting_variants_share_a_key_and_a_shape() {
          where f.rating = 'PG' and f.length > 90 group by f.title order by 2 desc limit 10",
         "SELECT   F.Title,\n\tCOUNT(*)\nFROM Film F\n  JOIN Film_Actor FA ON FA.Film_Id = F.Film_Id -- join\n\
          WHERE F.Rating = 'PG' /* rated */ AND F.Length > 90\nGROUP BY F.Title ORDER BY 2 DESC LIMIT 10;",
+        "SELECT f.title, count(*) FROM film AS f JOIN film_actor AS fa ON fa.film_id = f.film_id \
+         WHERE f.rating = 'PG' AND f.length > 90 GROUP BY f.title ORDER BY 2 DESC LIMIT 10",
         "/* app=web */ SELECT f.title, count(*) FROM film f JOIN film_actor fa ON fa.film_id = f.film_id \
          WHERE f.rating = 'PG' AND f.length > 90 GROUP BY f.title ORDER BY 2 DESC LIMIT 10 ;  ",
     ];

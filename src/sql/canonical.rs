@@ -22,7 +22,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Ident, Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::ast::{Ident, Statement, TableFactor, Value, ValueWithSpan, VisitMut, VisitorMut};
 use sqlparser::tokenizer::Span;
 
 /// Opens and closes a sentinel; a text holding this character is canonicalized
@@ -183,6 +183,23 @@ impl VisitorMut for Literals {
             span: value.span,
         });
         value.value = Value::Placeholder(placeholder);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        // `film f` and `film AS f` mean the same: print `AS` always.
+        let alias = match factor {
+            TableFactor::Table { alias, .. }
+            | TableFactor::Derived { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::NestedJoin { alias, .. }
+            | TableFactor::TableFunction { alias, .. } => alias,
+            _ => return ControlFlow::Continue(()),
+        };
+        if let Some(alias) = alias {
+            alias.explicit = true;
+        }
         ControlFlow::Continue(())
     }
 
