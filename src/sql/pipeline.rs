@@ -123,31 +123,63 @@ fn parse(folded: String) -> Result<Parsed, ParserError> {
     }
 }
 
-impl Parsed {
-    /// Byte offset in the original text of a parser location (line and column in
-    /// characters, 1-based) in the parsed text.
-    fn offset(&self, line_starts: &[usize], at: Location) -> Option<usize> {
-        let line_start = *line_starts.get((at.line as usize).checked_sub(1)?)?;
-        let column = (at.column as usize).checked_sub(1)?;
-        let in_line = self.text[line_start..]
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(self.text.len() - line_start))
-            .nth(column)?;
-        let parsed = (line_start + in_line) as isize;
-        let original = parsed - self.shift;
-        (original >= self.from as isize).then_some(original as usize)
+/// Maps parser locations (line and column in characters, 1-based; sqlparser counts a
+/// new line at each `\n`) to byte offsets, in O(1) each after O(n) setup.
+struct Locator<'a> {
+    text: &'a str,
+    /// Per line: byte offset of its start, and (for non-ASCII text) the index of its
+    /// first character in `chars`.
+    lines: Vec<(usize, usize)>,
+    /// Byte offset of every character, then the text's length; empty for ASCII text,
+    /// where a column is a byte count.
+    chars: Vec<usize>,
+}
+
+impl<'a> Locator<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut lines = vec![(0, 0)];
+        let mut chars = Vec::new();
+        if text.is_ascii() {
+            lines.extend(text.match_indices('\n').map(|(i, _)| (i + 1, 0)));
+        } else {
+            for (n, (i, c)) in text.char_indices().enumerate() {
+                chars.push(i);
+                if c == '\n' {
+                    lines.push((i + 1, n + 1));
+                }
+            }
+            chars.push(text.len());
+        }
+        Locator { text, lines, chars }
     }
 
+    fn byte(&self, at: Location) -> Option<usize> {
+        let &(line_byte, line_char) = self.lines.get((at.line as usize).checked_sub(1)?)?;
+        let column = (at.column as usize).checked_sub(1)?;
+        let byte = if self.chars.is_empty() {
+            line_byte + column
+        } else {
+            *self.chars.get(line_char + column)?
+        };
+        (byte <= self.text.len()).then_some(byte)
+    }
+}
+
+impl Parsed {
+    /// Byte range in the original text of each literal of `cut` (`None` when the
+    /// parser gave no usable span, or the literal came from the `TABLE` rewrite).
     fn literal_ranges(&self, cut: &Cut) -> Vec<Option<Range<usize>>> {
-        let line_starts: Vec<usize> = std::iter::once(0)
-            .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        let locator = Locator::new(&self.text);
+        let original = |at: Location| {
+            let parsed = locator.byte(at)? as isize;
+            let original = parsed - self.shift;
+            (original >= self.from as isize).then_some(original as usize)
+        };
         cut.literals
             .iter()
             .map(|l| {
-                let start = self.offset(&line_starts, l.span.start)?;
-                let end = self.offset(&line_starts, l.span.end)?;
+                let start = original(l.span.start)?;
+                let end = original(l.span.end)?;
                 (start < end).then_some(start..end)
             })
             .collect()
