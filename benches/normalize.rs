@@ -73,8 +73,12 @@ type Make = fn(u64) -> String;
 
 fn bench(c: &mut Criterion) {
     let sizes: [(&str, Make); 3] = [("point select", point), ("join", join), ("report", report)];
-    eprintln!("\nTargets: memo hit <= 200 ns; known shape + new literals <= 2 us; cold >= 20 000 point selects/s (<= 50 us).");
-    eprintln!("Peer (research 3.6): sqlparser parse_sql 32-49 us for 179 B, 520-600 us for 1989 B; measured below as `sqlparser parse`.");
+    eprintln!(
+        "\nTargets: memo hit <= 200 ns; known shape + new literals <= 2 us; cold >= 20 000 point selects/s (<= 50 us)."
+    );
+    eprintln!(
+        "Peer (research 3.6): sqlparser parse_sql 32-49 us for 179 B, 520-600 us for 1989 B; measured below as `sqlparser parse`."
+    );
     for (name, make) in sizes {
         let sql = make(0);
         let label = format!("{name} ({} B)", sql.len());
@@ -95,7 +99,10 @@ fn bench(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        assert!(memo.templated_analyses() > 0, "{name}: the fast path was taken");
+        assert!(
+            memo.templated_analyses() > 0,
+            "{name}: the fast path was taken"
+        );
 
         group.bench_function("cold analysis", |b| {
             b.iter(|| analyze(black_box(&sql), Dialect::Postgres))
