@@ -10,7 +10,9 @@
 //! ```
 //!
 //! - [`sql`]: the parse-based normalizer (sqlparser): statement kind, read set, write
-//!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128).
+//!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128);
+//!   [`sql::StatementMemo`] parses each distinct text once, and a new literal variant
+//!   of a known shape not at all.
 //!
 //! Freshness: every table has a generation counter; a read snapshots its read set's
 //! generations before it runs and stores them with the result; a write bumps its write

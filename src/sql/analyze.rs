@@ -106,7 +106,7 @@ fn rank(kind: StatementKind) -> u8 {
     }
 }
 
-/// Analyze parsed statements (from case-folded text).
+/// Analyze parsed statements.
 pub(crate) fn facts(statements: &[Statement]) -> Facts {
     let mut all: Option<Facts> = None;
     for statement in statements {
