@@ -131,11 +131,11 @@ impl Template {
         if self.pinned.iter().any(|(i, want)| raw(*i) != &**want) {
             return None;
         }
-        let time_word = hoisted
-            .literals
-            .iter()
-            .zip(&hoisted.strings)
-            .any(|(r, &string)| string && is_time_literal(&text[r.start + 1..r.end - 1]));
+        // A string literal (the only kind starting with a quote) holding a time word
+        // changes the verdict: leave it to the full path.
+        let time_word = hoisted.literals.iter().any(|r| {
+            text.as_bytes()[r.start] == b'\'' && is_time_literal(&text[r.start + 1..r.end - 1])
+        });
         if time_word {
             return None;
         }
@@ -154,15 +154,22 @@ impl Template {
                 canonical.push_str(render(slot, raw));
             }
         }
+        let base = &self.base;
         Some(Analysis {
+            kind: base.kind,
+            reads: base.reads.clone(),
+            writes: base.writes.clone(),
+            writes_unknown: base.writes_unknown,
+            functions: base.functions.clone(),
             fingerprint: fingerprint(&canonical),
             canonical,
+            shape: base.shape,
             literals: self
                 .slots
                 .iter()
                 .map(|s| render(s, raw).to_owned())
                 .collect(),
-            ..self.base.clone()
+            verdict: base.verdict.clone(),
         })
     }
 }
