@@ -16,7 +16,7 @@ use super::fingerprint::fingerprint;
 use super::hoist::{Claims, sqlparser_claims};
 use super::lexer::{Lexeme, Lexer, TokenKind, leading_keyword};
 use super::spans::Locator;
-use super::stack::dismantle;
+use super::stack::with_stack_for;
 
 /// Default cap on the length of a statement text: 64 KiB. Longer texts are not parsed
 /// (research §3.7: a left-deep `1+1+…` chain of ~100 KB overflows a 2 MiB stack when
@@ -224,17 +224,26 @@ fn unparsed_analysis(sql: &str, facts: Facts) -> Analysis {
 pub(crate) fn run(sql: &str, options: &AnalyzeOptions, want_claims: bool) -> Outcome {
     let Dialect::Postgres = options.dialect;
     if sql.len() > options.max_len {
-        let reason = Reason::TooLarge {
-            len: sql.len(),
-            cap: options.max_len,
-        };
-        let message = format!("{} bytes over the {}-byte cap", sql.len(), options.max_len);
-        return Outcome {
-            analysis: unparsed_analysis(sql, unparsed(sql, reason, &message)),
-            cut: None,
-            claims: None,
-        };
+        return too_large(sql, options);
     }
+    with_stack_for(sql.len(), || run_parsed(sql, want_claims))
+}
+
+fn too_large(sql: &str, options: &AnalyzeOptions) -> Outcome {
+    let reason = Reason::TooLarge {
+        len: sql.len(),
+        cap: options.max_len,
+    };
+    let message = format!("{} bytes over the {}-byte cap", sql.len(), options.max_len);
+    Outcome {
+        analysis: unparsed_analysis(sql, unparsed(sql, reason, &message)),
+        cut: None,
+        claims: None,
+    }
+}
+
+/// Parse, visit, canonicalize and drop; see [`with_stack_for`] for the stack.
+fn run_parsed(sql: &str, want_claims: bool) -> Outcome {
     let mut parsed = match parse(sql, want_claims) {
         Ok(parsed) if !parsed.statements.is_empty() => parsed,
         Ok(_) => {
@@ -292,6 +301,5 @@ pub(crate) fn run(sql: &str, options: &AnalyzeOptions, want_claims: bool) -> Out
             }
         }
     };
-    dismantle(parsed.statements, sql.len());
     outcome
 }

@@ -1,39 +1,33 @@
-//! Dropping an AST without overflowing the stack.
+//! Stack safety for long texts.
 //!
-//! sqlparser parses a left-deep operator chain (`1+1+…`) with a loop, so the
-//! recursion limit does not bound its depth, and the AST's `Drop` recurses once per
-//! operator: 50 000 terms abort a 2 MiB-stack thread (research §3.7). Visiting is
-//! protected by sqlparser's `recursive-protection` feature (it grows the stack with
-//! `stacker`), so we take expressions apart in a post-order visit, each node after its
-//! children, leaving nothing deep to drop.
+//! sqlparser parses left-deep operator chains (`1+1+…`, `1!!!…`, `x::int::int…`) with a
+//! loop, so its recursion limit does not bound their depth, but the AST's `Drop`
+//! recurses once per operator: a 100 KB chain aborts a 2 MiB-stack thread (research
+//! §3.7), and sqlparser drops what it built when a parse fails, out of our reach.
+//! Visiting and printing are protected by sqlparser's `recursive-protection` feature;
+//! the drop is not. So the analysis of a long text runs on a stack grown (with
+//! `stacker`, which that feature uses too) in proportion to the text's length.
 
-use std::ops::ControlFlow;
+/// Texts shorter than this cannot nest deeply enough to matter (one level per byte
+/// at most; 4 096 levels of `Drop` fit in a 2 MiB stack, checked by
+/// `tests/normalizer_stack.rs`), so they run on the caller's stack.
+const GROW_FROM_LEN: usize = 4 * 1024;
 
-use sqlparser::ast::{Expr, Statement, Value, VisitMut, VisitorMut};
+/// Stack bytes per byte of text (at most one level of `Drop` per byte, e.g. `1!!!…`).
+/// 64 suffice in a debug build for every case of `tests/normalizer_stack.rs`; 512
+/// leaves an 8× margin.
+const STACK_PER_BYTE: usize = 512;
 
-/// Texts shorter than this cannot nest deeply enough to matter (a chain needs at least
-/// two bytes per level; 2 048 levels of `Drop` fit easily in a 2 MiB stack), so their
-/// ASTs are dropped normally.
-const DISMANTLE_FROM_LEN: usize = 4 * 1024;
+/// Stack for everything but the deep drop.
+const BASE_STACK: usize = 1 << 20;
 
-struct Dismantle;
-
-impl VisitorMut for Dismantle {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        // The children were already replaced, so this drop is shallow.
-        drop(std::mem::replace(expr, Expr::Value(Value::Null.into())));
-        ControlFlow::Continue(())
+/// Run `f`, the analysis of a text of `len` bytes, on a stack large enough for the
+/// deepest AST such a text can produce. The stack is mapped for the call and unmapped
+/// after; untouched pages cost no memory.
+pub(crate) fn with_stack_for<R>(len: usize, f: impl FnOnce() -> R) -> R {
+    if len < GROW_FROM_LEN {
+        f()
+    } else {
+        stacker::grow(BASE_STACK + STACK_PER_BYTE * len, f)
     }
-}
-
-/// Drop `statements`, parsed from a text of `len` bytes, without deep recursion.
-pub(crate) fn dismantle(mut statements: Vec<Statement>, len: usize) {
-    if len >= DISMANTLE_FROM_LEN {
-        for statement in &mut statements {
-            let _ = statement.visit(&mut Dismantle);
-        }
-    }
-    drop(statements);
 }
