@@ -277,7 +277,8 @@ fn run_parsed(sql: &str, want_claims: bool) -> Outcome {
     if has_hex_number(sql) {
         facts.reasons.push(Reason::Misread("0x… number".to_owned()));
     }
-    let outcome = match canonicalize(&parsed.text, &mut parsed.statements) {
+    // The AST is dropped on return, on the stack `run` chose.
+    match canonicalize(&parsed.text, &mut parsed.statements) {
         Some(cut) => {
             if !cut.complete() {
                 facts
@@ -300,6 +301,5 @@ fn run_parsed(sql: &str, want_claims: bool) -> Outcome {
                 claims: None,
             }
         }
-    };
-    outcome
+    }
 }
