@@ -9,6 +9,10 @@
 //! sql text + binds ──► statement memo ──► CacheKey ──► L1 memory ──► L3 disk ──► database
 //! ```
 //!
+//! - [`bufpool`]: the page buffer pool (clock sweep, pins and latches, dirty-page
+//!   write-back with batched `fdatasync`) that the disk tier stores its pages through.
+//! - [`tier::disk`]: L3, a log-structured store of encoded results over the buffer pool,
+//!   recovered at open by scanning page headers.
 //! - [`sql`]: the parse-based normalizer (sqlparser): statement kind, read set, write
 //!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128).
 //!
@@ -16,7 +20,9 @@
 //! generations before it runs and stores them with the result; a write bumps its write
 //! set (closed over views, partitions, cascades and triggers) after it succeeds.
 
+pub mod bufpool;
 pub mod error;
 pub mod sql;
+pub mod tier;
 
 pub use error::{Error, Result};
