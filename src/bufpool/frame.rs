@@ -64,9 +64,10 @@ impl State {
     pub(crate) fn cooled(self) -> u64 {
         self.0 - USAGE_ONE
     }
-    /// A valid, unlocked frame holding `page` with one pin and a usage count of 1.
+    /// A valid, unlocked frame holding `page` with one pin and a usage count of 0: the
+    /// page is on probation until a second pin uses it.
     pub(crate) fn loaded(page: u64) -> u64 {
-        Self::tagged(page) | VALID | PIN_ONE | USAGE_ONE
+        Self::tagged(page) | VALID | PIN_ONE
     }
 }
 

@@ -19,10 +19,13 @@
 //!   a hit is one load and one CAS, no hash lookup and no pool-wide lock). Measured on
 //!   the development box: 39–48 ns per hit this way vs ~200 ns through a locked hash map
 //!   (anchors-performance.md M5).
-//! - **Replacement**: clock sweep with usage counts capped at 5, as PostgreSQL's
-//!   `BM_MAX_USAGE_COUNT`: a page read once by a scan is evicted on the next pass of the
-//!   hand, a page in use survives five (`benches/bufpool.rs` measures the hit ratio of a
-//!   hot set against plain LRU while a scan passes).
+//! - **Replacement**: a small probationary FIFO in front of a clock sweep (the shape of
+//!   S3-FIFO's small queue; PostgreSQL's clock sweep with usage counts capped at 5 as
+//!   the main policy). A page enters on probation with usage 0; a page that is pinned
+//!   again while on probation is promoted to the clock, one that is not (a scan) is the
+//!   next victim without the clock hand moving, so a scan cannot age the hot set
+//!   (`benches/bufpool.rs` measures the hot-set hit ratio against plain LRU while a scan
+//!   passes).
 //! - **Pins and latches**: a guard pins its frame (no eviction while pinned) and holds
 //!   the frame's latch, shared for [`PageRef`], exclusive for [`PageMut`] (which sets
 //!   the dirty bit). When every frame is pinned, a pin waits at most
@@ -70,6 +73,7 @@ mod frame;
 mod guard;
 pub mod page;
 mod pool;
+mod replacer;
 mod stats;
 mod writer;
 

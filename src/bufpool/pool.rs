@@ -4,6 +4,7 @@ use super::config::PoolConfig;
 use super::file::{CheckedFile, FsPageFile, PageFile};
 use super::frame::{Arena, DIRTY, Frame, LOCKED, PIN_MASK, PIN_ONE, State, VALID};
 use super::guard::{PageMut, PageRef};
+use super::replacer::Replacer;
 use super::stats::{Counters, PoolStats};
 use super::writer::{Staging, Writer, WriterSignal};
 use super::{StorageError, page};
@@ -12,8 +13,8 @@ use parking_lot::{Mutex, RwLock};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Instant;
 
 /// Page-table value of a page that is not resident.
 const NO_FRAME: u32 = u32::MAX;
@@ -67,8 +68,8 @@ pub(crate) struct Inner {
     pub(crate) arena: Arena,
     /// Page id → frame index, `NO_FRAME` when not resident.
     page_table: Box<[AtomicU32]>,
-    /// The clock hand: the next frame the sweep looks at (modulo `frames.len()`).
-    hand: AtomicUsize,
+    /// Victim selection: probationary FIFO + clock sweep.
+    pub(crate) replacer: Replacer,
     pub(crate) file: CheckedFile,
     pub(crate) counters: Counters,
     /// The staging buffer write-back copies pages into; its mutex serializes write-backs.
@@ -128,7 +129,7 @@ impl BufferPool {
             frames: (0..config.frames).map(|_| Frame::new()).collect(),
             arena: Arena::new(config.frames, config.page_size)?,
             page_table: (0..max_pages).map(|_| AtomicU32::new(NO_FRAME)).collect(),
-            hand: AtomicUsize::new(0),
+            replacer: Replacer::new(config.frames),
             file: CheckedFile::new(Box::new(file)),
             counters: Counters::default(),
             staging: Mutex::new(Staging::new(&config)?),
@@ -245,8 +246,10 @@ impl BufferPool {
             self.inner.evict(index as u32, state)?;
             drop(gate);
             frame.state.store(0, Ordering::Release);
+            self.inner.replacer.release(index as u32);
             emptied += 1;
         }
+        self.inner.replacer.clear_probation();
         Ok(emptied)
     }
 
@@ -288,8 +291,9 @@ impl BufferPool {
     }
 
     /// Checks the invariants written on the pool's internals (page table ⇔ frame tags,
-    /// dirty-page gauge, no frame locked or pinned); O(frames + max_pages). Call it only
-    /// while no guard is held and no other thread uses the pool: tests call it after
+    /// dirty-page gauge, no frame locked or pinned); O(frames + max_pages). It waits for
+    /// a background write-back under way; call it only while no guard is held and no
+    /// other thread uses the pool: tests call it after
     /// every step of a random operation sequence (quick-cache's `validate`).
     ///
     /// # Errors
@@ -405,7 +409,7 @@ impl Inner {
         Ok(())
     }
 
-    fn exhausted(&self, since: Instant) -> StorageError {
+    pub(crate) fn exhausted(&self, since: Instant) -> StorageError {
         StorageError::PoolExhausted {
             frames: self.frames.len(),
             waited: since.elapsed(),
@@ -428,6 +432,7 @@ impl Inner {
             .is_err()
         {
             state.store(0, Ordering::Release);
+            self.replacer.release(frame);
             return Ok(None);
         }
         // SAFETY: we set LOCKED on a frame with no pins (invariant 2).
@@ -442,9 +447,11 @@ impl Inner {
         if let Err(err) = filled {
             entry.store(NO_FRAME, Ordering::Release);
             state.store(0, Ordering::Release);
+            self.replacer.release(frame);
             return Err(err);
         }
         state.store(State::loaded(page), Ordering::Release);
+        self.replacer.admit(frame, page);
         Ok(Some(frame))
     }
 
@@ -464,59 +471,10 @@ impl Inner {
         page::verify(buf, page).map_err(|reason| StorageError::Corrupt { page, reason })
     }
 
-    /// Clock sweep (PostgreSQL's `StrategyGetBuffer`): advance the hand; skip pinned
-    /// and locked frames; decrement a positive usage count; take the first unpinned
-    /// frame with usage 0 by setting `LOCKED`, then evict its page. After a full
-    /// revolution that found only pinned frames, back off and retry until the pin wait
-    /// runs out.
-    fn claim_victim(&self) -> Result<u32, StorageError> {
-        let n = self.frames.len();
-        let mut since: Option<Instant> = None;
-        let mut pause = Duration::from_micros(20);
-        loop {
-            let mut budget = n;
-            while budget > 0 {
-                let index = self.hand.fetch_add(1, Ordering::Relaxed) % n;
-                let frame = &self.frames[index];
-                let s = frame.load();
-                if s.pins() > 0 || s.is(LOCKED) {
-                    budget -= 1;
-                    continue;
-                }
-                if s.usage() > 0 {
-                    let _ = frame.state.compare_exchange(
-                        s.0,
-                        s.cooled(),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    budget = n;
-                    continue;
-                }
-                let gate = s.is(DIRTY).then(|| self.eviction_writes.read());
-                if frame
-                    .state
-                    .compare_exchange(s.0, s.0 | LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    self.evict(index as u32, s)?;
-                    drop(gate);
-                    return Ok(index as u32);
-                }
-            }
-            let started = *since.get_or_insert_with(Instant::now);
-            if started.elapsed() >= self.config.pin_wait {
-                return Err(self.exhausted(started));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(1));
-        }
-    }
-
     /// Empties `frame`, which the caller has just `LOCKED` from state `s` (pin count
     /// 0): a dirty page is written first (invariant 4), then unmapped. On a write error
     /// the frame is unlocked unchanged (still dirty) and the error returned.
-    fn evict(&self, frame: u32, s: State) -> Result<(), StorageError> {
+    pub(crate) fn evict(&self, frame: u32, s: State) -> Result<(), StorageError> {
         let Some(old) = s.page() else {
             return Ok(());
         };
@@ -553,6 +511,8 @@ impl Inner {
     }
 
     fn validate(&self) -> Result<(), String> {
+        // Excludes the background writer, which pins frames while it writes them.
+        let _no_write_back = self.staging.lock();
         let mut dirty = 0;
         for (index, frame) in self.frames.iter().enumerate() {
             let s = frame.load();
