@@ -42,7 +42,11 @@ fn a_scan_passing_through_does_not_evict_the_hot_set() {
         }
     }
     let after = pool.stats();
-    assert_eq!(after.misses - before.misses, SCAN, "only the scan pages missed");
+    assert_eq!(
+        after.misses - before.misses,
+        SCAN,
+        "only the scan pages missed"
+    );
     assert_eq!(after.hits - before.hits, SCAN / 2, "every hot access hit");
     pool.validate().expect("invariants");
 }
