@@ -5,7 +5,7 @@ use super::recover::{self, Recovered};
 use super::store::{DiskStore, Opened};
 use super::{Index, RecoveredEntry, superblock};
 use crate::bufpool::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE};
-use crate::bufpool::{BufferPool, PoolConfig, StorageError};
+use crate::bufpool::{BufferPool, FsPageFile, PageFile, PoolConfig, StorageError};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -17,6 +17,7 @@ pub const PAGE_FILE: &str = "querycache.pages";
 pub const LOCK_FILE: &str = "querycache.lock";
 
 type Filter = Box<dyn FnMut(&RecoveredEntry<'_>) -> bool + Send>;
+type FileWrapper = Box<dyn FnOnce(FsPageFile) -> Box<dyn PageFile>>;
 
 /// Builds a [`DiskStore`]; each setter documents its default.
 pub struct DiskStoreBuilder {
@@ -28,6 +29,7 @@ pub struct DiskStoreBuilder {
     direct_io: bool,
     writeback_interval: Option<Duration>,
     keep: Option<Filter>,
+    wrap_file: Option<FileWrapper>,
 }
 
 impl DiskStoreBuilder {
@@ -43,6 +45,7 @@ impl DiskStoreBuilder {
             direct_io: false,
             writeback_interval: Some(Duration::from_millis(200)),
             keep: None,
+            wrap_file: None,
         }
     }
 
@@ -115,6 +118,18 @@ impl DiskStoreBuilder {
         self
     }
 
+    /// Wraps the page file before the buffer pool uses it: to inject faults
+    /// ([`FaultyFile`](crate::bufpool::FaultyFile)) or instrument I/O.
+    ///
+    /// Default: the plain [`FsPageFile`].
+    pub fn with_page_file_wrapper(
+        mut self,
+        wrap: impl FnOnce(FsPageFile) -> Box<dyn PageFile> + 'static,
+    ) -> Self {
+        self.wrap_file = Some(Box::new(wrap));
+        self
+    }
+
     fn geometry(&self) -> Result<Geometry, StorageError> {
         let page = self.page_size as u64;
         if !self.page_size.is_power_of_two()
@@ -164,9 +179,12 @@ impl DiskStoreBuilder {
         let config = PoolConfig::new(geometry.total_pages())
             .with_page_size(self.page_size)
             .with_frames(frames)
-            .with_writeback_interval(self.writeback_interval)
-            .with_direct_io(self.direct_io);
-        let pool = BufferPool::open(&path, config)?;
+            .with_writeback_interval(self.writeback_interval);
+        let file = FsPageFile::open(&path, self.direct_io)?;
+        let pool = match self.wrap_file.take() {
+            Some(wrap) => BufferPool::new(wrap(file), config)?,
+            None => BufferPool::new(file, config)?,
+        };
         let recovered = match previous {
             Some(_) => {
                 let mut keep_all = |_: &RecoveredEntry<'_>| true;
