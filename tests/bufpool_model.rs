@@ -67,9 +67,15 @@ fn read(pool: &BufferPool, page: u64) -> Option<u16> {
         Err(err) => panic!("fetch: {err}"),
     };
     let version = u16::from_le_bytes([guard[0], guard[1]]);
-    assert_eq!(guard.lsn(), u64::from(version), "page {page}: header and payload disagree");
+    assert_eq!(
+        guard.lsn(),
+        u64::from(version),
+        "page {page}: header and payload disagree"
+    );
     assert!(
-        guard.chunks_exact(2).all(|pair| pair == version.to_le_bytes()),
+        guard
+            .chunks_exact(2)
+            .all(|pair| pair == version.to_le_bytes()),
         "page {page}: mixed versions"
     );
     Some(version)

@@ -43,9 +43,16 @@ fn a_failed_fsync_fails_the_store_until_reopened() {
     }
     faults.arm(Fault::FailSync, 0);
     assert!(matches!(store.flush(), Err(StorageError::Io(_))));
-    assert!(matches!(put(&store, 99, 100), Err(StorageError::PreviousIo)));
+    assert!(matches!(
+        put(&store, 99, 100),
+        Err(StorageError::PreviousIo)
+    ));
     assert!(matches!(store.remove(1), Err(StorageError::PreviousIo)));
-    assert_eq!(store.get(1).expect("get"), None, "unindexed although its tombstone failed");
+    assert_eq!(
+        store.get(1).expect("get"),
+        None,
+        "unindexed although its tombstone failed"
+    );
     assert!(matches!(store.flush(), Err(StorageError::PreviousIo)));
     for key in 2..40 {
         // Resident pages are still served, and correctly.
@@ -55,7 +62,13 @@ fn a_failed_fsync_fails_the_store_until_reopened() {
 
     let (store, _) = open(dir.path(), 4 << 20);
     for key in 0..20 {
-        verify(key, &store.get(key).expect("get").expect("flushed before the failure"));
+        verify(
+            key,
+            &store
+                .get(key)
+                .expect("get")
+                .expect("flushed before the failure"),
+        );
     }
     for key in 20..40 {
         if let Some(entry) = store.get(key).expect("get") {
@@ -74,15 +87,29 @@ fn a_short_read_is_a_counted_miss_never_wrong_bytes() {
     put(&store, 2, 20_000).expect("put");
     store.evict_pages().expect("write back and empty the pool");
     faults.arm(Fault::ShortRead, 2);
-    assert_eq!(store.get(1).expect("a corrupt page is a miss, not an error"), None);
+    assert_eq!(
+        store
+            .get(1)
+            .expect("a corrupt page is a miss, not an error"),
+        None
+    );
     let stats = store.stats();
     assert_eq!((stats.corrupt, stats.misses), (1, 1));
-    verify(2, &store.get(2).expect("get").expect("the other entry is fine"));
+    verify(
+        2,
+        &store.get(2).expect("get").expect("the other entry is fine"),
+    );
     assert_eq!(store.get(1).expect("get"), None, "dropped from the index");
     store.close().expect("close");
 
     let (store, _) = open(dir.path(), 4 << 20);
-    verify(1, &store.get(1).expect("get").expect("intact on disk, recovered"));
+    verify(
+        1,
+        &store
+            .get(1)
+            .expect("get")
+            .expect("intact on disk, recovered"),
+    );
 }
 
 #[test]
@@ -93,7 +120,11 @@ fn a_failed_eviction_write_fails_the_put_and_leaves_no_half_entry() {
     put(&store, 1, 20_000).expect("put");
     faults.arm(Fault::FailWrite, 0);
     assert!(put(&store, 2, 40_000).is_err());
-    assert_eq!(store.get(2).expect("get"), None, "the failed put is not indexed");
+    assert_eq!(
+        store.get(2).expect("get"),
+        None,
+        "the failed put is not indexed"
+    );
     assert!(matches!(put(&store, 3, 100), Err(StorageError::PreviousIo)));
     drop(store);
 

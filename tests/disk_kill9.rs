@@ -38,7 +38,12 @@ fn key(round: u64, i: u64) -> u128 {
 fn put(store: &DiskStore, key: u128, i: u64) {
     let len = 100 + (i as usize * 7919) % 30_000;
     store
-        .put(key, &value(key, 1, len, i % 4 == 0), &generations(key, 1), None)
+        .put(
+            key,
+            &value(key, 1, len, i.is_multiple_of(4)),
+            &generations(key, 1),
+            None,
+        )
         .expect("put");
 }
 
@@ -87,7 +92,10 @@ fn kill_9_during_write_back_leaves_only_whole_entries() {
         // Let it flush a few batches, then kill it at a moment that differs per round.
         let mut last = None;
         for _ in 0..(3 + round * 2) {
-            last = Some(rx.recv_timeout(Duration::from_secs(60)).expect("child makes progress"));
+            last = Some(
+                rx.recv_timeout(Duration::from_secs(60))
+                    .expect("child makes progress"),
+            );
         }
         std::thread::sleep(Duration::from_millis(7 * round + 3));
         child.kill().expect("SIGKILL");
@@ -104,7 +112,10 @@ fn kill_9_during_write_back_leaves_only_whole_entries() {
                 let key = key(r as u64, i);
                 match store.get(key).expect("get") {
                     Some(entry) => assert_eq!(verify(key, &entry), 1),
-                    None => assert!(i > up_to, "round {r}: key {i} reported durable (up to {up_to}) but lost"),
+                    None => assert!(
+                        i > up_to,
+                        "round {r}: key {i} reported durable (up to {up_to}) but lost"
+                    ),
                 }
             }
         }

@@ -28,7 +28,13 @@ enum Op {
 }
 
 /// Value sizes: tiny, sub-page, one page, spanning three pages, compressible.
-const SIZES: [(usize, bool); 5] = [(30, false), (500, false), (3000, false), (9000, false), (20_000, true)];
+const SIZES: [(usize, bool); 5] = [
+    (30, false),
+    (500, false),
+    (3000, false),
+    (9000, false),
+    (20_000, true),
+];
 
 fn op() -> impl Strategy<Value = Op> {
     let key = 0u8..12;
@@ -54,7 +60,9 @@ struct Model {
 
 impl Model {
     fn possible(map: &BTreeMap<u128, BTreeSet<State>>, key: u128) -> BTreeSet<State> {
-        map.get(&key).cloned().unwrap_or_else(|| BTreeSet::from([None]))
+        map.get(&key)
+            .cloned()
+            .unwrap_or_else(|| BTreeSet::from([None]))
     }
 
     fn set(&mut self, key: u128, state: State) {
@@ -101,15 +109,26 @@ fn run(ops: Vec<Op>, capacity: u64, may_reclaim: bool) -> Result<(), TestCaseErr
                 model.next_version += 1;
                 let (len, compressible) = SIZES[size];
                 store
-                    .put(key, &value(key, version, len, compressible), &generations(key, version), None)
+                    .put(
+                        key,
+                        &value(key, version, len, compressible),
+                        &generations(key, version),
+                        None,
+                    )
                     .expect("put");
                 model.set(key, Some(version));
             }
             Op::Get { key } => {
                 let key = u128::from(key);
-                let got = store.get(key).expect("get").map(|entry| verify(key, &entry));
+                let got = store
+                    .get(key)
+                    .expect("get")
+                    .map(|entry| verify(key, &entry));
                 let allowed = Model::possible(&model.current, key);
-                prop_assert!(allowed.contains(&got), "step {step}: key {key} is {got:?}, allowed {allowed:?}");
+                prop_assert!(
+                    allowed.contains(&got),
+                    "step {step}: key {key} is {got:?}, allowed {allowed:?}"
+                );
                 model.current.insert(key, BTreeSet::from([got]));
             }
             Op::Remove { key } => {
@@ -137,7 +156,10 @@ fn run(ops: Vec<Op>, capacity: u64, may_reclaim: bool) -> Result<(), TestCaseErr
         }
         let now = store.stats().reclaimed_segments;
         if now != reclaimed {
-            prop_assert!(may_reclaim, "step {step}: a segment was reclaimed in a roomy store");
+            prop_assert!(
+                may_reclaim,
+                "step {step}: a segment was reclaimed in a roomy store"
+            );
             reclaimed = now;
             model.allow_absence();
         }

@@ -25,7 +25,12 @@ fn builder() -> DiskStoreBuilder {
 
 fn put(store: &DiskStore, key: u128) {
     store
-        .put(key, &value(key, 1, VALUE_LEN, false), &generations(key, 1), None)
+        .put(
+            key,
+            &value(key, 1, VALUE_LEN, false),
+            &generations(key, 1),
+            None,
+        )
         .expect("put");
 }
 
@@ -79,7 +84,11 @@ fn a_crash_keeps_what_was_flushed_and_nothing_else() {
         verify(key, &entry);
     }
     for key in 50..80 {
-        assert_eq!(store.get(key).expect("get"), None, "key {key} was never written back");
+        assert_eq!(
+            store.get(key).expect("get"),
+            None,
+            "key {key} was never written back"
+        );
     }
     store.validate().expect("invariants");
 }
@@ -104,7 +113,10 @@ fn a_torn_page_cuts_its_segment_there_and_spares_the_others() {
         let intact = segment != 0 || end <= torn_at;
         match got {
             Some(entry) => {
-                assert!(intact, "key {key} (segment 0, bytes {start}..{end}) served past the torn page");
+                assert!(
+                    intact,
+                    "key {key} (segment 0, bytes {start}..{end}) served past the torn page"
+                );
                 verify(key, &entry);
             }
             None => assert!(!intact, "key {key} lost though its pages are intact"),
@@ -188,11 +200,18 @@ fn pages_left_from_a_reclaimed_segments_earlier_epoch_are_not_served() {
     drop(store);
 
     let (store, _) = three_segments(dir.path(), false);
-    assert_eq!(store.get(big).expect("get"), None, "half a record is not a record");
+    assert_eq!(
+        store.get(big).expect("get"),
+        None,
+        "half a record is not a record"
+    );
     for &(key, segment, ..) in &layout {
         match store.get(key).expect("get") {
             Some(entry) => {
-                assert!(segment >= 2, "key {key} of reclaimed segment {segment} served");
+                assert!(
+                    segment >= 2,
+                    "key {key} of reclaimed segment {segment} served"
+                );
                 verify(key, &entry);
             }
             None => assert!(segment < 2, "key {key} of live segment {segment} lost"),

@@ -20,7 +20,12 @@ fn small_store(dir: &Path) -> DiskStore {
 
 fn put(store: &DiskStore, key: u128, version: u32, len: usize, compressible: bool) {
     store
-        .put(key, &value(key, version, len, compressible), &generations(key, version), None)
+        .put(
+            key,
+            &value(key, version, len, compressible),
+            &generations(key, version),
+            None,
+        )
         .expect("put");
 }
 
@@ -42,7 +47,10 @@ fn values_of_every_size_come_back_byte_exact() {
     }
     let stats = store.stats();
     let raw: usize = sizes.iter().sum::<usize>() * 2;
-    assert!((stats.bytes_written as usize) < raw * 3 / 4, "compressible values shrank: {stats:?}");
+    assert!(
+        (stats.bytes_written as usize) < raw * 3 / 4,
+        "compressible values shrank: {stats:?}"
+    );
     assert_eq!(store.get(999).expect("get"), None);
     store.validate().expect("invariants");
 }
@@ -66,17 +74,33 @@ fn expired_entries_are_not_served() {
     let store = small_store(dir.path());
     let past = SystemTime::now() - Duration::from_secs(1);
     let future = SystemTime::now() + Duration::from_secs(3600);
-    store.put(1, &value(1, 1, 100, false), &generations(1, 1), Some(past)).expect("put");
-    store.put(2, &value(2, 1, 100, false), &generations(2, 1), Some(future)).expect("put");
+    store
+        .put(1, &value(1, 1, 100, false), &generations(1, 1), Some(past))
+        .expect("put");
+    store
+        .put(
+            2,
+            &value(2, 1, 100, false),
+            &generations(2, 1),
+            Some(future),
+        )
+        .expect("put");
     assert_eq!(store.get(1).expect("get"), None);
     let entry = store.get(2).expect("get").expect("present");
     let expires = entry.expires_at.expect("expiry kept");
-    assert!(expires <= future && future.duration_since(expires).expect("not later") < Duration::from_millis(1));
+    assert!(
+        expires <= future
+            && future.duration_since(expires).expect("not later") < Duration::from_millis(1)
+    );
     assert_eq!(store.stats().expired, 1);
     store.close().expect("close");
 
     let store = small_store(dir.path());
-    assert_eq!(store.get(1).expect("get"), None, "not resurrected by recovery");
+    assert_eq!(
+        store.get(1).expect("get"),
+        None,
+        "not resurrected by recovery"
+    );
     assert_eq!(verify(2, &store.get(2).expect("get").expect("present")), 1);
 }
 
@@ -86,7 +110,13 @@ fn reopen_recovers_every_flushed_entry_in_a_new_session() {
     let store = small_store(dir.path());
     let first_session = store.session();
     for key in 0..200u128 {
-        put(&store, key, 1, 500 + (key as usize * 37) % 9000, key % 3 == 0);
+        put(
+            &store,
+            key,
+            1,
+            500 + (key as usize * 37) % 9000,
+            key % 3 == 0,
+        );
     }
     for key in (0..200u128).step_by(4) {
         put(&store, key, 2, 700, false);
@@ -124,11 +154,25 @@ fn a_full_store_reclaims_its_oldest_segment_first() {
     let stats = store.stats();
     assert!(stats.reclaimed_segments > 0, "{stats:?}");
     let present: Vec<bool> = (0..total as u128)
-        .map(|key| store.get(key).expect("get").inspect(|e| { verify(key, e); }).is_some())
+        .map(|key| {
+            store
+                .get(key)
+                .expect("get")
+                .inspect(|e| {
+                    verify(key, e);
+                })
+                .is_some()
+        })
         .collect();
-    let first_present = present.iter().position(|&p| p).expect("some entries remain");
+    let first_present = present
+        .iter()
+        .position(|&p| p)
+        .expect("some entries remain");
     assert!(first_present > 0, "the oldest entries were reclaimed");
-    assert!(present[first_present..].iter().all(|&p| p), "only a prefix (the oldest) is gone");
+    assert!(
+        present[first_present..].iter().all(|&p| p),
+        "only a prefix (the oldest) is gone"
+    );
     assert_eq!(stats.entries, (total - first_present) as u64);
     store.validate().expect("invariants");
 }
@@ -150,7 +194,10 @@ fn a_directory_is_open_in_one_store_at_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = small_store(dir.path());
     assert!(matches!(
-        DiskStore::builder(4 << 20).with_page_size(4096).with_segment_bytes(256 << 10).open(dir.path()),
+        DiskStore::builder(4 << 20)
+            .with_page_size(4096)
+            .with_segment_bytes(256 << 10)
+            .open(dir.path()),
         Err(StorageError::Config(_))
     ));
     drop(store);
@@ -161,7 +208,10 @@ fn a_directory_is_open_in_one_store_at_a_time() {
 fn a_foreign_file_is_refused_and_a_different_geometry_starts_empty() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("querycache.pages"), b"somebody else's data").expect("write");
-    assert!(matches!(DiskStore::open(dir.path(), 4 << 20), Err(StorageError::Config(_))));
+    assert!(matches!(
+        DiskStore::open(dir.path(), 4 << 20),
+        Err(StorageError::Config(_))
+    ));
     assert_eq!(
         std::fs::read(dir.path().join("querycache.pages")).expect("read"),
         b"somebody else's data",
@@ -172,7 +222,10 @@ fn a_foreign_file_is_refused_and_a_different_geometry_starts_empty() {
     let store = small_store(dir.path());
     put(&store, 5, 1, 1000, false);
     store.close().expect("close");
-    let store = DiskStore::builder(4 << 20).with_page_size(8192).open(dir.path()).expect("reopen");
+    let store = DiskStore::builder(4 << 20)
+        .with_page_size(8192)
+        .open(dir.path())
+        .expect("reopen");
     assert_eq!(store.get(5).expect("get"), None);
     assert_eq!(store.session(), 1, "a new store");
 }
@@ -194,7 +247,12 @@ fn concurrent_puts_and_gets_only_ever_see_whole_values() {
                     if x % 3 == 0 {
                         let len = 100 + (x as usize % 20_000);
                         store
-                            .put(key, &value(key, round, len, x % 5 == 0), &generations(key, round), None)
+                            .put(
+                                key,
+                                &value(key, round, len, x % 5 == 0),
+                                &generations(key, round),
+                                None,
+                            )
                             .expect("put");
                     } else if let Some(entry) = store.get(key).expect("get") {
                         verify(key, &entry);

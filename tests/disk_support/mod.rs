@@ -16,7 +16,8 @@ pub fn value(key: u128, version: u32, len: usize, compressible: bool) -> Vec<u8>
     out.extend_from_slice(&key.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
     out.push(u8::from(compressible));
-    let mut x = (key as u64) ^ ((key >> 64) as u64) ^ u64::from(version).rotate_left(32) ^ len as u64;
+    let mut x =
+        (key as u64) ^ ((key >> 64) as u64) ^ u64::from(version).rotate_left(32) ^ len as u64;
     while out.len() < len {
         if compressible {
             out.extend_from_slice(b"film_id=42;title=ACADEMY DINOSAUR;");
@@ -44,10 +45,21 @@ pub fn generations(key: u128, version: u32) -> Vec<u8> {
 pub fn verify(key: u128, entry: &DiskEntry) -> u32 {
     let v = &entry.value;
     assert!(v.len() >= PREFIX, "key {key:x}: value of {} bytes", v.len());
-    assert_eq!(u128::from_le_bytes(v[..16].try_into().unwrap()), key, "value of another key");
-    let version = u32::from_le_bytes(v[16..20].try_into().unwrap());
+    assert_eq!(
+        u128::from_le_bytes(v[..16].try_into().expect("16 bytes")),
+        key,
+        "value of another key"
+    );
+    let version = u32::from_le_bytes(v[16..20].try_into().expect("4 bytes"));
     let expected = value(key, version, v.len(), v[20] == 1);
-    assert!(*v == expected, "key {key:x} version {version}: bytes differ");
-    assert_eq!(entry.generations, generations(key, version), "key {key:x}: generations");
+    assert!(
+        *v == expected,
+        "key {key:x} version {version}: bytes differ"
+    );
+    assert_eq!(
+        entry.generations,
+        generations(key, version),
+        "key {key:x}: generations"
+    );
     version
 }
