@@ -97,9 +97,9 @@ fn run(pool: &Inner, interval: Duration) {
             }
         }
         if pool.file.has_failed() {
-            // Nothing can be written until the pool is reopened; the error was
-            // returned to whoever hit it and is logged by the file layer.
-            continue;
+            // Nothing can be written until the pool is reopened (a new pool, with a new
+            // writer); the error was returned to whoever hit it and logged.
+            return;
         }
         if let Err(err) = pool.write_back(true) {
             tracing::warn!(%err, "background write-back failed");
