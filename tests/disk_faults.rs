@@ -4,30 +4,22 @@
 
 mod disk_support;
 
-use disk_support::{generations, value, verify};
-use querycache::bufpool::{Fault, FaultHandle, FaultyFile};
+use disk_support::{open_faulty, verify};
+use querycache::bufpool::{Fault, FaultHandle};
 use querycache::tier::disk::{DiskStore, StorageError};
 use std::path::Path;
 
 fn open(dir: &Path, pool_bytes: usize) -> (DiskStore, FaultHandle) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let store = DiskStore::builder(8 << 20)
+    let builder = DiskStore::builder(8 << 20)
         .with_page_size(4096)
         .with_segment_bytes(512 << 10)
         .with_pool_bytes(pool_bytes)
-        .with_writeback_interval(None)
-        .with_page_file_wrapper(move |file| {
-            let (faulty, faults) = FaultyFile::new(file);
-            tx.send(faults).expect("send handle");
-            Box::new(faulty)
-        })
-        .open(dir)
-        .expect("open");
-    (store, rx.recv().expect("fault handle"))
+        .with_writeback_interval(None);
+    open_faulty(builder, dir)
 }
 
 fn put(store: &DiskStore, key: u128, len: usize) -> Result<(), StorageError> {
-    store.put(key, &value(key, 1, len, false), &generations(key, 1), None)
+    disk_support::put(store, key, 1, len, false)
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 mod disk_support;
 
-use disk_support::{generations, value, verify};
+use disk_support::verify;
 use querycache::tier::disk::DiskStore;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -37,14 +37,7 @@ fn key(round: u64, i: u64) -> u128 {
 
 fn put(store: &DiskStore, key: u128, i: u64) {
     let len = 100 + (i as usize * 7919) % 30_000;
-    store
-        .put(
-            key,
-            &value(key, 1, len, i.is_multiple_of(4)),
-            &generations(key, 1),
-            None,
-        )
-        .expect("put");
+    disk_support::put(store, key, 1, len, i.is_multiple_of(4)).expect("put");
 }
 
 /// The child: writes until killed (or until a bound it never reaches in practice).

@@ -10,7 +10,7 @@
 
 mod disk_support;
 
-use disk_support::{generations, value, verify};
+use disk_support::verify;
 use proptest::prelude::*;
 use querycache::tier::disk::DiskStore;
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,14 +108,7 @@ fn run(ops: Vec<Op>, capacity: u64, may_reclaim: bool) -> Result<(), TestCaseErr
                 let version = model.next_version;
                 model.next_version += 1;
                 let (len, compressible) = SIZES[size];
-                store
-                    .put(
-                        key,
-                        &value(key, version, len, compressible),
-                        &generations(key, version),
-                        None,
-                    )
-                    .expect("put");
+                disk_support::put(&store, key, version, len, compressible).expect("put");
                 model.set(key, Some(version));
             }
             Op::Get { key } => {

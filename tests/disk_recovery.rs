@@ -4,8 +4,8 @@
 
 mod disk_support;
 
-use disk_support::{generations, value, verify};
-use querycache::bufpool::{Fault, FaultHandle, FaultyFile};
+use disk_support::{generations, open_faulty, value, verify};
+use querycache::bufpool::{Fault, FaultHandle};
 use querycache::tier::disk::{DiskStore, DiskStoreBuilder, PAGE_FILE};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -24,14 +24,7 @@ fn builder() -> DiskStoreBuilder {
 }
 
 fn put(store: &DiskStore, key: u128) {
-    store
-        .put(
-            key,
-            &value(key, 1, VALUE_LEN, false),
-            &generations(key, 1),
-            None,
-        )
-        .expect("put");
+    disk_support::put(store, key, 1, VALUE_LEN, false).expect("put");
 }
 
 /// Where each of `keys`' records lands when written in order into fresh segments,
@@ -162,16 +155,8 @@ fn three_segments(dir: &Path, faulty: bool) -> (DiskStore, Option<FaultHandle>) 
     if !faulty {
         return (builder.open(dir).expect("open"), None);
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let store = builder
-        .with_page_file_wrapper(move |file| {
-            let (faulty, faults) = FaultyFile::new(file);
-            tx.send(faults).expect("send handle");
-            Box::new(faulty)
-        })
-        .open(dir)
-        .expect("open");
-    (store, Some(rx.recv().expect("fault handle")))
+    let (store, faults) = open_faulty(builder, dir);
+    (store, Some(faults))
 }
 
 #[test]

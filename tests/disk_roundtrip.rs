@@ -19,14 +19,7 @@ fn small_store(dir: &Path) -> DiskStore {
 }
 
 fn put(store: &DiskStore, key: u128, version: u32, len: usize, compressible: bool) {
-    store
-        .put(
-            key,
-            &value(key, version, len, compressible),
-            &generations(key, version),
-            None,
-        )
-        .expect("put");
+    disk_support::put(store, key, version, len, compressible).expect("put");
 }
 
 #[test]
@@ -246,14 +239,7 @@ fn concurrent_puts_and_gets_only_ever_see_whole_values() {
                     let key = u128::from(x % 64);
                     if x % 3 == 0 {
                         let len = 100 + (x as usize % 20_000);
-                        store
-                            .put(
-                                key,
-                                &value(key, round, len, x % 5 == 0),
-                                &generations(key, round),
-                                None,
-                            )
-                            .expect("put");
+                        put(store, key, round, len, x % 5 == 0);
                     } else if let Some(entry) = store.get(key).expect("get") {
                         verify(key, &entry);
                     }

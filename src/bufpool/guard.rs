@@ -14,26 +14,24 @@ use std::sync::atomic::Ordering;
 ///
 /// Not `Send`: a latch is released on the thread that took it, and a guard can't be
 /// held across an `.await` in a `Send` future (no latch is held across `.await`).
-pub struct PageRef<'a> {
-    pool: &'a Inner,
-    frame: u32,
-    _not_send: PhantomData<*const ()>,
-}
+pub struct PageRef<'a>(Held<'a>);
 
 /// A page pinned for writing; its frame is marked dirty when the guard is taken.
 /// Derefs (mutably) to the payload. At most one `PageMut` per page exists at a time,
 /// and no `PageRef` while it does.
 ///
 /// Not `Send`, for the reasons given on [`PageRef`].
-pub struct PageMut<'a> {
+pub struct PageMut<'a>(Held<'a>);
+
+/// A pinned, latched frame: what both guards hold. Releasing is the guards' job.
+struct Held<'a> {
     pool: &'a Inner,
     frame: u32,
     _not_send: PhantomData<*const ()>,
 }
 
-impl<'a> PageRef<'a> {
-    /// Wraps a frame the caller has pinned and latched shared.
-    pub(crate) fn new(pool: &'a Inner, frame: u32) -> Self {
+impl<'a> Held<'a> {
+    fn new(pool: &'a Inner, frame: u32) -> Self {
         Self {
             pool,
             frame,
@@ -42,8 +40,26 @@ impl<'a> PageRef<'a> {
     }
 
     fn bytes(&self) -> &[u8] {
-        // SAFETY: this guard holds a pin and the shared latch (arena invariant).
+        // SAFETY: the guard holding this holds a pin and the frame's latch (shared or
+        // exclusive), and hands out `&mut` only through `bytes_mut(&mut self)`.
         unsafe { self.pool.arena.page(self.frame) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: only `PageMut` calls this, holding a pin and the exclusive latch, and
+        // `&mut self` makes this the only reference derived from it.
+        unsafe { self.pool.arena.page_mut(self.frame) }
+    }
+}
+
+impl<'a> PageRef<'a> {
+    /// Wraps a frame the caller has pinned and latched shared.
+    pub(crate) fn new(pool: &'a Inner, frame: u32) -> Self {
+        Self(Held::new(pool, frame))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.bytes()
     }
 
     /// The page's id.
@@ -72,9 +88,10 @@ impl Deref for PageRef<'_> {
 
 impl Drop for PageRef<'_> {
     fn drop(&mut self) {
+        let Held { pool, frame, .. } = self.0;
         // SAFETY: this guard took the shared latch in `BufferPool::fetch`.
-        unsafe { self.pool.frames[self.frame as usize].latch.unlock_shared() };
-        self.pool.unpin(self.frame);
+        unsafe { pool.frames[frame as usize].latch.unlock_shared() };
+        pool.unpin(frame);
     }
 }
 
@@ -91,22 +108,15 @@ impl<'a> PageMut<'a> {
                 pool.signal.wake();
             }
         }
-        Self {
-            pool,
-            frame,
-            _not_send: PhantomData,
-        }
+        Self(Held::new(pool, frame))
     }
 
     fn bytes(&self) -> &[u8] {
-        // SAFETY: this guard holds a pin and the exclusive latch.
-        unsafe { self.pool.arena.page(self.frame) }
+        self.0.bytes()
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: this guard holds a pin and the exclusive latch, and `&mut self`
-        // makes this the only reference derived from it.
-        unsafe { self.pool.arena.page_mut(self.frame) }
+        self.0.bytes_mut()
     }
 
     /// Zeroes the page and writes a fresh header for `page` (`fetch_new` on a resident
@@ -157,12 +167,9 @@ impl DerefMut for PageMut<'_> {
 
 impl Drop for PageMut<'_> {
     fn drop(&mut self) {
+        let Held { pool, frame, .. } = self.0;
         // SAFETY: this guard took the exclusive latch in `PageMut::new`.
-        unsafe {
-            self.pool.frames[self.frame as usize]
-                .latch
-                .unlock_exclusive()
-        };
-        self.pool.unpin(self.frame);
+        unsafe { pool.frames[frame as usize].latch.unlock_exclusive() };
+        pool.unpin(frame);
     }
 }

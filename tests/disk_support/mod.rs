@@ -4,7 +4,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use querycache::tier::disk::DiskEntry;
+use querycache::bufpool::{FaultHandle, FaultyFile};
+use querycache::tier::disk::{DiskEntry, DiskStore, DiskStoreBuilder, StorageError};
+use std::path::Path;
 
 const PREFIX: usize = 16 + 4 + 1;
 
@@ -62,4 +64,35 @@ pub fn verify(key: u128, entry: &DiskEntry) -> u32 {
         "key {key:x}: generations"
     );
     version
+}
+
+/// Puts the self-checking value of `len` bytes for `key` and `version`.
+pub fn put(
+    store: &DiskStore,
+    key: u128,
+    version: u32,
+    len: usize,
+    compressible: bool,
+) -> Result<(), StorageError> {
+    store.put(
+        key,
+        &value(key, version, len, compressible),
+        &generations(key, version),
+        None,
+    )
+}
+
+/// Opens `builder` in `dir` over a [`FaultyFile`]; returns the store and the handle
+/// that arms its faults.
+pub fn open_faulty(builder: DiskStoreBuilder, dir: &Path) -> (DiskStore, FaultHandle) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let store = builder
+        .with_page_file_wrapper(move |file| {
+            let (faulty, faults) = FaultyFile::new(file);
+            tx.send(faults).expect("send the fault handle");
+            Box::new(faulty)
+        })
+        .open(dir)
+        .expect("open over a faulty file");
+    (store, rx.recv().expect("fault handle"))
 }
