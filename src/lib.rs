@@ -11,11 +11,13 @@
 //!
 //! - [`sql`]: the parse-based normalizer (sqlparser): statement kind, read set, write
 //!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128).
+//! - [`datasets`]: sample datasets used by `querycache bench` and the test suite (Pagila).
 //!
 //! Freshness: every table has a generation counter; a read snapshots its read set's
 //! generations before it runs and stores them with the result; a write bumps its write
 //! set (closed over views, partitions, cascades and triggers) after it succeeds.
 
+pub mod datasets;
 pub mod error;
 pub mod sql;
 
