@@ -73,7 +73,10 @@ pub(crate) fn scan(body: &str) -> BodyEffects {
             continue;
         };
         let previous = i.checked_sub(1).and_then(keyword);
+        // A word after `.` is part of a qualified name (`NEW.delete`), never a keyword.
+        let after_dot = i > 0 && tokens[i - 1] == Token::Symbol('.');
         match word {
+            _ if after_dot => {}
             "execute" | "create" | "alter" | "drop" => effects.unknown = true,
             "insert" | "merge" => {
                 if keyword(i + 1) == Some("into") {
@@ -125,7 +128,6 @@ pub(crate) fn scan(body: &str) -> BodyEffects {
         }
         // Any (possibly qualified) name followed by `(` may be a function call; a word
         // after `.` is the tail of a name already seen.
-        let after_dot = i > 0 && tokens[i - 1] == Token::Symbol('.');
         if !after_dot
             && let Some((name, next)) = name_at(&tokens, i)
             && tokens.get(next) == Some(&Token::Symbol('('))
@@ -372,6 +374,9 @@ mod tests {
         // Pagila's last_updated().
         let effects =
             scan("\nBEGIN\n    NEW.last_update := CURRENT_TIMESTAMP;\n    RETURN NEW;\nEND ");
+        assert_eq!(effects, BodyEffects::default());
+        // Column names that are unreserved keywords.
+        let effects = scan("BEGIN NEW.delete := false; NEW.update := OLD.insert; RETURN NEW; END");
         assert_eq!(effects, BodyEffects::default());
     }
 
