@@ -143,8 +143,9 @@ impl Catalog {
     /// precomputes every relation's write closure, so [`write_closure`](Self::write_closure)
     /// only merges precomputed sets.
     ///
-    /// Cost: the queries (a few ms on an empty database, all of `pg_proc` included) plus
-    /// O(Σ closure sizes) to precompute.
+    /// Cost: the queries plus O(Σ closure sizes) to precompute; on Pagila (242
+    /// relations with the system catalogs, all of `pg_proc`) 9–16 ms, measured in a
+    /// release build on a shared, loaded 2-core machine (provisional).
     ///
     /// # Errors
     /// [`crate::Error::Database`] when a query fails.
@@ -289,7 +290,9 @@ impl Catalog {
     /// `resolve` for what the cache should do).
     ///
     /// Cost: merges precomputed closures: O(closure size) clones of `Arc`s, plus a sort
-    /// when `written` has several relations. No database access.
+    /// when `written` has several relations. No database access. Measured on Pagila:
+    /// ≈ 190 ns for `public.rental` (6 relations), ≈ 470 ns for `rental` + `film`
+    /// (14 relations), release build on a loaded machine (provisional).
     pub fn write_closure(&self, written: &[RelationName]) -> WriteClosure {
         let mut unknown = false;
         let mut ids: Vec<u32> = Vec::new();

@@ -102,7 +102,10 @@ pub(crate) fn scan(body: &str) -> BodyEffects {
                     effects.unknown = true;
                 }
             }
-            "truncate" => i = truncate(&tokens, i + 1, &mut effects),
+            "truncate" => {
+                i = truncate(&tokens, i + 1, &mut effects);
+                continue;
+            }
             // `COPY t …` (conservatively a write whatever the direction);
             // `COPY (query) TO …` writes nothing.
             "copy" if tokens.get(i + 1) != Some(&Token::Symbol('(')) => {
@@ -164,8 +167,8 @@ fn write_target(tokens: &[Token], at: usize, effects: &mut BodyEffects) {
 }
 
 /// `TRUNCATE [TABLE] [ONLY] name [*] [, …] [RESTART IDENTITY | CONTINUE IDENTITY]
-/// [CASCADE | RESTRICT]`, starting after `TRUNCATE`. Returns the index of the last
-/// token consumed.
+/// [CASCADE | RESTRICT]`, starting after `TRUNCATE`. Returns the index of the first
+/// token not consumed.
 fn truncate(tokens: &[Token], mut at: usize, effects: &mut BodyEffects) -> usize {
     if tokens.get(at).and_then(Token::keyword) == Some("table") {
         at += 1;
@@ -175,7 +178,7 @@ fn truncate(tokens: &[Token], mut at: usize, effects: &mut BodyEffects) -> usize
         at = skip_only(tokens, at);
         let Some((name, next)) = name_at(tokens, at) else {
             effects.unknown = true;
-            return at;
+            return at + 1;
         };
         names.push(name);
         at = next;
@@ -201,7 +204,7 @@ fn truncate(tokens: &[Token], mut at: usize, effects: &mut BodyEffects) -> usize
         effects.truncate_cascade.extend(names.iter().cloned());
     }
     effects.writes.extend(names);
-    at.saturating_sub(1)
+    at
 }
 
 /// A name of one to three dotted parts at `at` (`t`, `s.t`, `db.s.t`), and the index
