@@ -10,16 +10,12 @@
 
 mod common;
 
+use common::{exec, rel};
+
 use querycache::freshness::WriteClosure;
 use querycache::freshness::{Catalog, RelationKind};
 use querycache::sql::RelationName;
 use sqlx::PgPool;
-
-/// `"schema.name"` → `RelationName`.
-fn rel(qualified: &str) -> RelationName {
-    let (schema, name) = qualified.split_once('.').expect("schema-qualified name");
-    RelationName::new(Some(schema), name)
-}
 
 fn rels(names: &[&str]) -> Vec<RelationName> {
     let mut out: Vec<RelationName> = names.iter().map(|n| rel(n)).collect();
@@ -31,13 +27,6 @@ fn closure_of(catalog: &Catalog, written: &str) -> Vec<RelationName> {
     let closure = catalog.write_closure(&[rel(written)]);
     assert!(!closure.unknown, "closure of {written} is unknown");
     closure.relations
-}
-
-async fn exec(pool: &PgPool, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// Every user relation's contents, as one hash per relation (`md5` of its rows as

@@ -4,22 +4,11 @@
 
 mod common;
 
+use common::{exec, rel};
+
 use querycache::freshness::{Catalog, Volatility, parse_search_path};
 use querycache::sql::RelationName;
 use sqlx::PgPool;
-
-/// `"schema.name"` → `RelationName`.
-fn rel(qualified: &str) -> RelationName {
-    let (schema, name) = qualified.split_once('.').expect("schema-qualified name");
-    RelationName::new(Some(schema), name)
-}
-
-async fn exec(pool: &PgPool, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
 
 #[tokio::test]
 async fn search_path_resolution_agrees_with_postgres() {

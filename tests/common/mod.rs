@@ -196,3 +196,23 @@ async fn pool_on(url: &str, name: &str) -> PgPool {
         .await
         .expect("connect to scratch database")
 }
+
+/// Runs `sql` (one or more statements, simple protocol) on `pool`.
+///
+/// # Panics
+/// When the database returns an error; the message names the statement.
+pub async fn exec(pool: &PgPool, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// `"schema.name"` as a schema-qualified `RelationName`.
+///
+/// # Panics
+/// When `qualified` has no `.`.
+pub fn rel(qualified: &str) -> querycache::sql::RelationName {
+    let (schema, name) = qualified.split_once('.').expect("schema-qualified name");
+    querycache::sql::RelationName::new(Some(schema), name)
+}
