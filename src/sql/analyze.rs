@@ -627,14 +627,12 @@ impl Visitor for Analyzer {
     }
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-        if self.query_depth == 0 && self.statement_depth == 1 {
-            if let SetExpr::Insert(s)
-            | SetExpr::Update(s)
-            | SetExpr::Delete(s)
-            | SetExpr::Merge(s) = query.body.as_ref()
-            {
-                self.main_dml = Some(s as *const _);
-            }
+        if self.query_depth == 0
+            && self.statement_depth == 1
+            && let SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) =
+                query.body.as_ref()
+        {
+            self.main_dml = Some(s as *const _);
         }
         self.query_depth += 1;
         // Entering the body of CTE i: only CTEs 0..i are visible (all of them under

@@ -12,10 +12,17 @@
 //!
 //! Literals are numbers and strings of every kind; `NULL`, `TRUE`/`FALSE` and
 //! parameters (`$1`) are structure.
+//!
+//! sqlparser's `Display` of `'…'` strings and `"…"` identifiers is lossy: its escaper
+//! leaves an already doubled quote alone, so the string `''` prints as `''''`, the
+//! same as the string `'` (verified, sqlparser 0.63). Two texts with different results
+//! would share a canonical text. So literals are rendered here ([`render`]), and
+//! quoted identifiers are pre-escaped before `Display` so that it prints them
+//! faithfully.
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Statement, Value, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::ast::{Ident, Statement, TableFactor, Value, ValueWithSpan, VisitMut, VisitorMut};
 use sqlparser::tokenizer::Span;
 
 /// Opens and closes a sentinel; a text holding this character is canonicalized
@@ -85,6 +92,30 @@ impl Cut {
     }
 }
 
+/// A literal as canonical text: strings with every quote doubled (faithful, unlike
+/// sqlparser's escaper); everything else as sqlparser prints it (`E''` and `U&''`
+/// strings escape every character individually, dollar quotes cannot hold their tag).
+pub(crate) fn render(value: &Value) -> String {
+    fn quoted(prefix: &str, s: &str) -> String {
+        let mut out = String::with_capacity(s.len() + prefix.len() + 2);
+        out.push_str(prefix);
+        out.push('\'');
+        for c in s.chars() {
+            if c == '\'' {
+                out.push('\'');
+            }
+            out.push(c);
+        }
+        out.push('\'');
+        out
+    }
+    match value {
+        Value::SingleQuotedString(s) => quoted("", s),
+        Value::NationalStringLiteral(s) => quoted("N", s),
+        other => other.to_string(),
+    }
+}
+
 fn is_literal(value: &Value) -> bool {
     !matches!(
         value,
@@ -92,28 +123,97 @@ fn is_literal(value: &Value) -> bool {
     )
 }
 
-/// Replaces every literal with a sentinel (or, with `strip`, with `?`).
-struct Sentinels {
-    literals: Vec<Literal>,
-    strip: bool,
+/// What [`Literals`] puts in place of a literal.
+enum Mode {
+    /// A sentinel naming the literal's index.
+    Sentinel,
+    /// The literal's faithful rendering (see [`render`]).
+    Render,
+    /// `?`, for the values marked `true` (by visit order) in an earlier pass.
+    Strip(Vec<bool>),
 }
 
-impl VisitorMut for Sentinels {
+/// Replaces every literal of the AST, and pre-escapes quoted identifiers.
+struct Literals {
+    mode: Mode,
+    literals: Vec<Literal>,
+    /// For every value visited, in order: was it a literal?
+    marks: Vec<bool>,
+}
+
+impl Literals {
+    fn new(mode: Mode) -> Self {
+        Literals {
+            mode,
+            literals: Vec::new(),
+            marks: Vec::new(),
+        }
+    }
+
+    fn run(mut self, statements: &mut [Statement]) -> Self {
+        for statement in statements.iter_mut() {
+            // Never breaks.
+            let _ = statement.visit(&mut self);
+        }
+        self
+    }
+}
+
+impl VisitorMut for Literals {
     type Break = ();
 
     fn post_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
-        if is_literal(&value.value) {
-            let index = self.literals.len();
-            self.literals.push(Literal {
-                display: value.value.to_string(),
-                span: value.span,
-            });
-            let placeholder = if self.strip {
-                "?".to_owned()
-            } else {
-                format!("{SENTINEL}{index}{SENTINEL}")
-            };
-            value.value = Value::Placeholder(placeholder);
+        let literal = match &self.mode {
+            Mode::Strip(marks) => marks.get(self.marks.len()).copied().unwrap_or(false),
+            _ => is_literal(&value.value),
+        };
+        self.marks.push(literal);
+        if !literal {
+            return ControlFlow::Continue(());
+        }
+        let index = self.literals.len();
+        let display = render(&value.value);
+        let placeholder = match self.mode {
+            Mode::Sentinel => format!("{SENTINEL}{index}{SENTINEL}"),
+            Mode::Render => display.clone(),
+            Mode::Strip(_) => "?".to_owned(),
+        };
+        self.literals.push(Literal {
+            display,
+            span: value.span,
+        });
+        value.value = Value::Placeholder(placeholder);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        // `film f` and `film AS f` mean the same: print `AS` always.
+        let alias = match factor {
+            TableFactor::Table { alias, .. }
+            | TableFactor::Derived { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::NestedJoin { alias, .. }
+            | TableFactor::TableFunction { alias, .. } => alias,
+            _ => return ControlFlow::Continue(()),
+        };
+        if let Some(alias) = alias {
+            alias.explicit = true;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_ident(&mut self, ident: &mut Ident) -> ControlFlow<()> {
+        // sqlparser's escaper prints a doubled quote as is and doubles a lone one
+        // (unless after a backslash, where it prints it as is): with every quote
+        // doubled beforehand, it prints the value with every quote doubled, which is
+        // the faithful spelling.
+        if let Some(quote @ ('"' | '\'')) = ident.quote_style
+            && !matches!(self.mode, Mode::Strip(_))
+            && ident.value.contains(quote)
+        {
+            let doubled: String = [quote, quote].iter().collect();
+            ident.value = ident.value.replace(quote, &doubled);
         }
         ControlFlow::Continue(())
     }
@@ -140,13 +240,7 @@ pub(crate) fn canonicalize(text: &str, statements: &mut [Statement]) -> Option<C
     if text.contains(SENTINEL) {
         return None;
     }
-    let mut sentinels = Sentinels {
-        literals: Vec::new(),
-        strip: false,
-    };
-    for statement in statements.iter_mut() {
-        let _ = statement.visit(&mut sentinels);
-    }
+    let sentinels = Literals::new(Mode::Sentinel).run(statements);
     let displayed = display(statements);
     let mut pieces = Vec::with_capacity(sentinels.literals.len() + 1);
     let mut slots = Vec::with_capacity(sentinels.literals.len());
@@ -184,15 +278,10 @@ pub(crate) fn canonicalize(text: &str, statements: &mut [Statement]) -> Option<C
 /// Canonical text, shape text and literals (visitor order) without a cut: two
 /// `Display` passes. Used only when [`canonicalize`] declines.
 pub(crate) fn canonical_without_cut(statements: &mut [Statement]) -> (String, String, Vec<String>) {
+    let rendered = Literals::new(Mode::Render).run(statements);
     let canonical = display(statements);
-    let mut strip = Sentinels {
-        literals: Vec::new(),
-        strip: true,
-    };
-    for statement in statements.iter_mut() {
-        let _ = statement.visit(&mut strip);
-    }
+    Literals::new(Mode::Strip(rendered.marks)).run(statements);
     let shape = display(statements);
-    let literals = strip.literals.into_iter().map(|l| l.display).collect();
+    let literals = rendered.literals.into_iter().map(|l| l.display).collect();
     (canonical, shape, literals)
 }
