@@ -15,13 +15,18 @@
 //!   recovered at open by scanning page headers.
 //! - [`sql`]: the parse-based normalizer (sqlparser): statement kind, read set, write
 //!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128).
+//! - [`freshness`]: the catalog dependency closure (which relations a write can change)
+//!   and function volatility, loaded from Postgres's catalogs.
+//! - [`datasets`]: sample datasets used by `querycache bench` and the test suite (Pagila).
 //!
 //! Freshness: every table has a generation counter; a read snapshots its read set's
 //! generations before it runs and stores them with the result; a write bumps its write
 //! set (closed over views, partitions, cascades and triggers) after it succeeds.
 
 pub mod bufpool;
+pub mod datasets;
 pub mod error;
+pub mod freshness;
 pub mod sql;
 pub mod tier;
 
