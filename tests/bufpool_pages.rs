@@ -160,3 +160,26 @@ fn invalid_configurations_are_refused() {
         ));
     }
 }
+
+#[test]
+fn direct_io_reads_and_writes_through_the_aligned_arena() {
+    let dir =
+        tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir on the target disk");
+    let path = dir.path().join("pages");
+    let pool = match BufferPool::open(&path, config(8).with_direct_io(true)) {
+        Ok(pool) => pool,
+        Err(StorageError::Io(err)) if err.raw_os_error() == Some(libc::EINVAL) => {
+            eprintln!("SKIP: this filesystem refuses O_DIRECT");
+            return;
+        }
+        Err(err) => panic!("open with O_DIRECT: {err}"),
+    };
+    for page in 0..20 {
+        write(&pool, page, 3).expect("write");
+    }
+    pool.close().expect("close");
+    let pool = BufferPool::open(&path, config(8).with_direct_io(true)).expect("reopen");
+    for page in 0..20 {
+        assert_page(&pool, page, 3);
+    }
+}

@@ -53,7 +53,8 @@ pub struct BufferPool {
 ///    reader that misses after an eviction reads the newest bytes.
 /// 5. The dirty bit is set only while holding the exclusive latch, and cleared only
 ///    while holding the shared latch (write-back) or `LOCKED` (eviction), right after
-///    the bytes were copied; a modification after the copy sets it again.
+///    the bytes were copied; a modification after the copy sets it again. (A write-back
+///    whose write fails sets it again on the frames it still pins.)
 /// 6. `counters.dirty` equals the number of frames with `DIRTY` set.
 ///
 /// Lock order: `staging` (one write-back at a time) → a frame latch (write-back takes
@@ -61,7 +62,7 @@ pub struct BufferPool {
 /// dirty eviction takes `eviction_writes` shared while it holds no frame's `LOCKED`
 /// bit yet and may run under any latch the evicting caller holds; write-back takes it
 /// exclusively only after releasing every latch, so the two never wait on each other
-/// in a cycle.
+/// in a cycle. The replacer's queue mutex is a leaf: nothing is taken while holding it.
 pub(crate) struct Inner {
     pub(crate) config: PoolConfig,
     pub(crate) frames: Box<[Frame]>,
