@@ -2,42 +2,34 @@
 //! process are served without touching the database only while the tables they read
 //! are unchanged. A write made while no process ran (here: plain sqlx, the cache
 //! closed) must drop exactly the entries that read the written table; a rolled-back
-//! write drops nothing. The persistent per-table versions come from Postgres itself
+//! write drops nothing; an entry that read an unwatched table never outlives its
+//! session. The persistent per-table versions come from Postgres itself
 //! (statement-level trigger, bumped in the writing transaction), as the rule in
 //! `querycache::tier::disk` describes; the recovery filter applies the rule at open.
 
 mod common;
 
-use querycache::tier::disk::{DiskStore, RecoveredEntry};
+use querycache::tier::disk::DiskStore;
+use querycache::tier::disk::restart::{self, Stamp, TableVersions};
 use sqlx::PgPool;
-use std::collections::HashMap;
 use std::path::Path;
 
-const INSTALL: &str = r#"
-CREATE SCHEMA querycache;
-CREATE TABLE querycache.table_version (table_name text PRIMARY KEY, version bigint NOT NULL);
-CREATE FUNCTION querycache.bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO querycache.table_version VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 1)
-  ON CONFLICT (table_name) DO UPDATE SET version = querycache.table_version.version + 1;
-  RETURN NULL;
-END $$;
+const SCHEMA: &str = r#"
 CREATE TABLE film (id int PRIMARY KEY, title text NOT NULL);
 CREATE TABLE actor (id int PRIMARY KEY, name text NOT NULL);
 CREATE TABLE category (id int PRIMARY KEY, name text NOT NULL);
-CREATE TRIGGER querycache_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON film
-  FOR EACH STATEMENT EXECUTE FUNCTION querycache.bump_version();
-CREATE TRIGGER querycache_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON actor
-  FOR EACH STATEMENT EXECUTE FUNCTION querycache.bump_version();
-CREATE TRIGGER querycache_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON category
-  FOR EACH STATEMENT EXECUTE FUNCTION querycache.bump_version();
+CREATE TABLE staff (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO film VALUES (1, 'ACADEMY DINOSAUR');
 INSERT INTO actor VALUES (1, 'PENELOPE GUINESS');
 INSERT INTO category VALUES (1, 'Action');
+INSERT INTO staff VALUES (1, 'Mike');
 "#;
 
+/// Tables whose writes bump a persistent version; `staff` is left unwatched.
+const WATCHED: [&str; 3] = ["film", "actor", "category"];
+
 /// Each cached read: its key, its SQL, and its read set.
-const READS: [(u128, &str, &str); 3] = [
+const READS: [(u128, &str, &str); 4] = [
     (1, "SELECT title FROM film WHERE id = 1", "public.film"),
     (2, "SELECT name FROM actor WHERE id = 1", "public.actor"),
     (
@@ -45,17 +37,11 @@ const READS: [(u128, &str, &str); 3] = [
         "SELECT name FROM category WHERE id = 1",
         "public.category",
     ),
+    (4, "SELECT name FROM staff WHERE id = 1", "public.staff"),
 ];
 
-type Versions = HashMap<String, i64>;
-
-async fn versions(pool: &PgPool) -> Versions {
-    sqlx::query_as::<_, (String, i64)>("SELECT table_name, version FROM querycache.table_version")
-        .fetch_all(pool)
-        .await
-        .expect("read versions")
-        .into_iter()
-        .collect()
+async fn versions(pool: &PgPool) -> TableVersions {
+    TableVersions::load(pool).await.expect("read versions")
 }
 
 async fn run(pool: &PgPool, sql: &'static str) -> Vec<u8> {
@@ -63,24 +49,21 @@ async fn run(pool: &PgPool, sql: &'static str) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// The stamps a fill records: its read set's versions as read at startup.
-fn stamps(versions: &Versions, table: &str) -> Vec<u8> {
-    let stamp = vec![(table.to_string(), versions.get(table).copied().unwrap_or(0))];
-    serde_json::to_vec(&stamp).expect("encode stamps")
+/// The stamps a fill records (the session has seen no write: every generation is 0),
+/// encoded as the blob stored with the entry.
+fn stamps(versions: &TableVersions, table: &str) -> Vec<u8> {
+    let generations = [(table.to_owned(), 0), ("*".to_owned(), 0)];
+    serde_json::to_vec(&versions.stamps(&generations)).expect("encode stamps")
 }
 
-/// The rule at open: keep an entry only if every stamped version is still current.
-fn fresh(versions: &Versions, entry: &RecoveredEntry<'_>) -> bool {
-    let stamps: Vec<(String, i64)> =
-        serde_json::from_slice(entry.generations).expect("decode stamps");
-    stamps
-        .iter()
-        .all(|(table, v)| versions.get(table).copied().unwrap_or(0) == *v)
-}
-
-fn open_with_rule(dir: &Path, now: Versions) -> DiskStore {
+/// The rule at open: keep an entry only if its stamps are all still current.
+fn open_with_rule(dir: &Path, now: TableVersions) -> DiskStore {
     DiskStore::builder(16 << 20)
-        .with_recovery_filter(move |entry| fresh(&now, entry))
+        .with_recovery_filter(move |entry| {
+            let stamps: Vec<Stamp> =
+                serde_json::from_slice(entry.generations).expect("decode stamps");
+            now.still_fresh(&stamps)
+        })
         .open(dir)
         .expect("open store")
 }
@@ -90,10 +73,18 @@ async fn a_write_while_the_process_was_down_drops_exactly_the_entries_that_read_
     let Some(pool) = common::scratch_database("qc_disk_restart_freshness").await else {
         return;
     };
-    sqlx::raw_sql(INSTALL)
+    sqlx::raw_sql(SCHEMA).execute(&pool).await.expect("schema");
+    sqlx::raw_sql(restart::INSTALL_SQL)
         .execute(&pool)
         .await
         .expect("install");
+    for table in WATCHED {
+        let sql = restart::watch_table_sql("public", table);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .expect("watch");
+    }
     let dir = tempfile::tempdir().expect("tempdir");
 
     // Session 1: fill every read, stamped with the versions read at startup.
@@ -146,6 +137,11 @@ async fn a_write_while_the_process_was_down_drops_exactly_the_entries_that_read_
         None,
         "category was truncated while down"
     );
+    assert_eq!(
+        store.get(4).expect("get"),
+        None,
+        "staff is not watched: never kept across a restart"
+    );
     let actor = store
         .get(2)
         .expect("get")
@@ -160,5 +156,5 @@ async fn a_write_while_the_process_was_down_drops_exactly_the_entries_that_read_
         "an entry of an earlier session"
     );
     assert!(actor.session < store.session());
-    assert_eq!(store.stats().recovery_dropped, 2);
+    assert_eq!(store.stats().recovery_dropped, 3);
 }

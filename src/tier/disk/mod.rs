@@ -58,18 +58,14 @@
 //! > seen a write to the table since.
 //!
 //! The **persistent version** is a per-table counter kept *in Postgres* and bumped *in
-//! the writing transaction* by a statement-level trigger:
+//! the writing transaction* by a statement-level trigger on INSERT, UPDATE, DELETE and
+//! TRUNCATE ([`restart::INSTALL_SQL`], [`restart::watch_table_sql`]):
 //!
 //! ```sql
 //! CREATE TABLE querycache.table_version (table_name text PRIMARY KEY, version bigint NOT NULL);
-//! CREATE FUNCTION querycache.bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
-//! BEGIN
-//!   INSERT INTO querycache.table_version VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 1)
-//!   ON CONFLICT (table_name) DO UPDATE SET version = querycache.table_version.version + 1;
-//!   RETURN NULL;
-//! END $$;
+//! -- per watched table: a row at 0, and
 //! CREATE TRIGGER querycache_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON <table>
-//!   FOR EACH STATEMENT EXECUTE FUNCTION querycache.bump_version();
+//!   FOR EACH STATEMENT EXECUTE FUNCTION querycache.bump_version();  -- version + 1
 //! ```
 //!
 //! Why this counter: it commits with the write and disappears with a rollback, so every
@@ -83,19 +79,20 @@
 //! writing statement per table, whose row lock serializes concurrent writers of the
 //! same table until they commit.
 //!
-//! The cache's part, step by step:
+//! Step by step ([`restart`] has the pieces):
 //!
-//! 1. At startup, with its `LISTEN` connection already up (so no write slips between),
-//!    read `SELECT table_name, version FROM querycache.table_version` (absent: 0).
-//! 2. On a fill, stamp each read-set table with its startup version if the session has
-//!    seen no write to it yet, else with "unknown". Put the stamps in the entry's
-//!    `generations` blob with whatever the memory-tier check needs (the store keeps the
-//!    blob opaque), plus an installation id stored in Postgres next to the versions, so
-//!    that a dropped and re-created version table (versions restarting at 1) cannot
-//!    match old stamps.
-//! 3. Open the store with [`DiskStoreBuilder::with_recovery_filter`]: keep an entry only
-//!    if every stamp is known and equal to the startup version. This costs no I/O (the
-//!    recovery scan reads the blob anyway).
+//! 1. At startup, with the `LISTEN` connection already up (so no write slips between),
+//!    read the versions: [`restart::TableVersions::load`]. A table without a version
+//!    row is not watched, and entries that read it never outlive their session.
+//! 2. On a fill, [`restart::TableVersions::stamps`] stamps each read-set table with its
+//!    startup version if the session has seen no write to it yet (its in-process
+//!    generation and the global epoch are still 0), else with "unknown", plus the
+//!    installation id, so that a dropped and re-created version table (versions
+//!    restarting at 0) cannot match old stamps. The stamps go into the entry's opaque
+//!    `generations` blob next to whatever the memory-tier check needs.
+//! 3. Open the store with [`DiskStoreBuilder::with_recovery_filter`] keeping an entry
+//!    only if [`restart::TableVersions::still_fresh`]: every stamp known and equal to
+//!    the startup version. This costs no I/O (the recovery scan reads the blob anyway).
 //! 4. On a disk hit, [`DiskEntry::session`] tells the two cases apart: an entry of the
 //!    current session ([`DiskStore::session`]) passes the same generation check as the
 //!    memory tier; an entry of an earlier session (it passed step 3) is served only if
@@ -115,6 +112,7 @@ mod builder;
 mod log;
 mod record;
 mod recover;
+pub mod restart;
 mod store;
 mod superblock;
 
