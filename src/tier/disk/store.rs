@@ -391,3 +391,9 @@ impl DiskStore {
         Ok(())
     }
 }
+
+// The cache shares one store between tasks and threads.
+const _: fn() = || {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<DiskStore>();
+};
