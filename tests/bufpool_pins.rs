@@ -26,12 +26,22 @@ fn counter(page: &[u8], at: usize) -> u64 {
 
 #[test]
 fn concurrent_readers_and_writers_never_see_a_half_written_page() {
+    readers_and_writers(16, 48);
+}
+
+#[test]
+fn a_pool_barely_larger_than_the_thread_count_still_keeps_every_write() {
+    readers_and_writers(5, 40);
+}
+
+/// Four threads read and increment counters on `pages` pages through `frames` frames;
+/// the sum of the counters must equal the increments made, before and after a reopen.
+fn readers_and_writers(frames: usize, pages: u64) {
     const THREADS: u64 = 4;
     const OPS: u64 = 4000;
-    const PAGES: u64 = 48;
     let dir = tempfile::tempdir().expect("tempdir");
-    let pool = pool(&dir, 16, Duration::from_secs(10));
-    for page in 0..PAGES {
+    let pool = pool(&dir, frames, Duration::from_secs(10));
+    for page in 0..pages {
         drop(pool.fetch_new(page).expect("create"));
     }
     let writes: u64 = std::thread::scope(|scope| {
@@ -45,7 +55,7 @@ fn concurrent_readers_and_writers_never_see_a_half_written_page() {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
-                        let page = x % PAGES;
+                        let page = x % pages;
                         if x % 3 == 0 {
                             let mut guard = pool.fetch_mut(page).expect("fetch_mut");
                             let end = guard.len() - 8;
@@ -70,7 +80,7 @@ fn concurrent_readers_and_writers_never_see_a_half_written_page() {
         workers.into_iter().map(|w| w.join().expect("worker")).sum()
     });
     let total = |pool: &BufferPool| -> u64 {
-        (0..PAGES)
+        (0..pages)
             .map(|page| counter(&pool.fetch(page).expect("fetch"), 0))
             .sum()
     };
@@ -83,7 +93,7 @@ fn concurrent_readers_and_writers_never_see_a_half_written_page() {
     assert!(stats.evictions > 0 && stats.flush_batches > 0, "{stats:?}");
     pool.validate().expect("invariants");
     pool.close().expect("close");
-    let pool = self::pool(&dir, 16, Duration::from_secs(1));
+    let pool = self::pool(&dir, frames, Duration::from_secs(1));
     assert_eq!(total(&pool), writes, "and none across a reopen");
 }
 
