@@ -12,11 +12,28 @@
 //! - [`sql`]: the parse-based normalizer (sqlparser): statement kind, read set, write
 //!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128).
 //!
+//! - [`cache`]: [`QueryCache`] over a sqlx pool — a pass-through `Executor` whose
+//!   writes invalidate, cached reads through [`CachedQuery`] (`fetch_all_cached`),
+//!   transactions ([`CachedTransaction`]); [`tier`]: where results live (memory now);
+//!   [`freshness`]: generations; [`inflight`]: single-flight; [`key`]; [`codec`];
+//!   [`metrics`].
+//!
 //! Freshness: every table has a generation counter; a read snapshots its read set's
 //! generations before it runs and stores them with the result; a write bumps its write
 //! set (closed over views, partitions, cascades and triggers) after it succeeds.
 
+pub mod cache;
+pub mod codec;
 pub mod error;
+pub mod freshness;
+pub mod inflight;
+pub mod key;
+pub mod metrics;
 pub mod sql;
+pub mod tier;
 
+pub use cache::{
+    CacheTarget, CachedQuery, CachedTransaction, QueryCache, QueryCacheBuilder, TransactionReads,
+};
 pub use error::{Error, Result};
+pub use metrics::{BypassReason, Stats};
