@@ -71,15 +71,18 @@ impl Weighter<CacheKey, Arc<ErasedEntry>> for EntryWeighter {
     }
 }
 
-/// Counts evictions (and oversized values quick_cache refuses to admit).
+/// Collects the entries an operation displaced, so that they are dropped after the
+/// shard lock is released (dropping rows can be a large deallocation) and so that
+/// [`MemoryTier::insert`] can tell evictions from replacements of the same key:
+/// quick_cache reports both through `on_evict`.
 #[derive(Clone, Debug, Default)]
-struct CountEvictions(Arc<AtomicU64>);
+struct Displaced;
 
-impl Lifecycle<CacheKey, Arc<ErasedEntry>> for CountEvictions {
-    type RequestState = ();
+impl Lifecycle<CacheKey, Arc<ErasedEntry>> for Displaced {
+    type RequestState = Vec<(CacheKey, Arc<ErasedEntry>)>;
 
-    fn on_evict(&self, _state: &mut (), _key: CacheKey, _entry: Arc<ErasedEntry>) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn on_evict(&self, state: &mut Self::RequestState, key: CacheKey, entry: Arc<ErasedEntry>) {
+        state.push((key, entry));
     }
 }
 
@@ -108,14 +111,9 @@ impl Hasher for KeyHasher {
 
 /// The memory tier. Cheap to share behind the cache's `Arc`; all methods take `&self`.
 pub struct MemoryTier {
-    entries: Cache<
-        CacheKey,
-        Arc<ErasedEntry>,
-        EntryWeighter,
-        BuildHasherDefault<KeyHasher>,
-        CountEvictions,
-    >,
-    evictions: Arc<AtomicU64>,
+    entries:
+        Cache<CacheKey, Arc<ErasedEntry>, EntryWeighter, BuildHasherDefault<KeyHasher>, Displaced>,
+    evictions: AtomicU64,
 }
 
 impl std::fmt::Debug for MemoryTier {
@@ -138,7 +136,6 @@ impl MemoryTier {
     /// Never for `capacity ≥ 1`; quick_cache only rejects a zero item estimate, which is
     /// clamped to 1.
     pub fn new(capacity: u64, estimated_entries: usize) -> Self {
-        let evictions = Arc::new(AtomicU64::new(0));
         let options = OptionsBuilder::new()
             .estimated_items_capacity(estimated_entries.max(1))
             .weight_capacity(capacity)
@@ -149,9 +146,9 @@ impl MemoryTier {
                 options,
                 EntryWeighter,
                 BuildHasherDefault::default(),
-                CountEvictions(Arc::clone(&evictions)),
+                Displaced,
             ),
-            evictions,
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -169,7 +166,13 @@ impl MemoryTier {
 
     /// Store `entry` under `key`, replacing any previous one; may evict others.
     pub fn insert(&self, key: CacheKey, entry: Arc<ErasedEntry>) {
-        self.entries.insert(key, entry);
+        let mut displaced = Vec::new();
+        self.entries
+            .insert_with_lifecycle(key, entry, &mut displaced);
+        let evicted = displaced.iter().filter(|(k, _)| *k != key).count();
+        if evicted > 0 {
+            self.evictions.fetch_add(evicted as u64, Ordering::Relaxed);
+        }
     }
 
     /// Drop every entry.
@@ -256,6 +259,15 @@ mod tests {
         assert!(tier.bytes() <= capacity, "{} > {capacity}", tier.bytes());
         assert!(tier.len() < 2_000);
         assert!(tier.evictions() >= 2_000 - tier.len());
+    }
+
+    #[test]
+    fn replacing_an_entry_is_not_an_eviction() {
+        let tier = MemoryTier::new(1 << 20, 16);
+        for _ in 0..10 {
+            tier.insert(CacheKey(3), entry(vec!["x".into()], far()));
+        }
+        assert_eq!((tier.len(), tier.evictions()), (1, 0));
     }
 
     #[test]
