@@ -83,7 +83,8 @@ where
         for _ in 0..n {
             let start = Instant::now();
             f().await;
-            h.record(start.elapsed().as_nanos() as u64).expect("in range");
+            h.record(start.elapsed().as_nanos() as u64)
+                .expect("in range");
         }
     });
     (
@@ -107,19 +108,33 @@ fn hit_path(c: &mut Criterion) {
         .expect("build cache");
 
     let hit_one = || async {
-        let r: Row = sqlx::query_as(ONE).bind(42).fetch_one_cached(&cache).await.expect("hit");
+        let r: Row = sqlx::query_as(ONE)
+            .bind(42)
+            .fetch_one_cached(&cache)
+            .await
+            .expect("hit");
         black_box(r);
     };
     let hit_all_shared = || async {
-        let r = sqlx::query_as::<_, Row>(ALL).fetch_all_shared(&cache).await.expect("hit");
+        let r = sqlx::query_as::<_, Row>(ALL)
+            .fetch_all_shared(&cache)
+            .await
+            .expect("hit");
         black_box(r);
     };
     let hit_all_vec = || async {
-        let r: Vec<Row> = sqlx::query_as(ALL).fetch_all_cached(&cache).await.expect("hit");
+        let r: Vec<Row> = sqlx::query_as(ALL)
+            .fetch_all_cached(&cache)
+            .await
+            .expect("hit");
         black_box(r);
     };
     let plain_one = || async {
-        let r: Row = sqlx::query_as(ONE).bind(42).fetch_one(&pool).await.expect("plain");
+        let r: Row = sqlx::query_as(ONE)
+            .bind(42)
+            .fetch_one(&pool)
+            .await
+            .expect("plain");
         black_box(r);
     };
     let plain_all = || async {
@@ -128,12 +143,19 @@ fn hit_path(c: &mut Criterion) {
     };
     let miss_one = || async {
         cache.invalidate_all();
-        let r: Row = sqlx::query_as(ONE).bind(42).fetch_one_cached(&cache).await.expect("miss");
+        let r: Row = sqlx::query_as(ONE)
+            .bind(42)
+            .fetch_one_cached(&cache)
+            .await
+            .expect("miss");
         black_box(r);
     };
     let miss_all = || async {
         cache.invalidate_all();
-        let r: Vec<Row> = sqlx::query_as(ALL).fetch_all_cached(&cache).await.expect("miss");
+        let r: Vec<Row> = sqlx::query_as(ALL)
+            .fetch_all_cached(&cache)
+            .await
+            .expect("miss");
         black_box(r);
     };
     // Warm: plans parsed, entries filled, sqlx statement caches primed.
@@ -143,12 +165,27 @@ fn hit_path(c: &mut Criterion) {
     percentiles(&rt, 2, hit_all_shared);
 
     let rows = [
-        ("hit, 1 row (fetch_one_cached)", percentiles(&rt, 200_000, hit_one)),
-        ("hit, 1000 rows (fetch_all_shared: Arc)", percentiles(&rt, 50_000, hit_all_shared)),
-        ("hit, 1000 rows (fetch_all_cached: Vec)", percentiles(&rt, 5_000, hit_all_vec)),
-        ("plain sqlx, 1 row (fetch_one)", percentiles(&rt, 5_000, plain_one)),
+        (
+            "hit, 1 row (fetch_one_cached)",
+            percentiles(&rt, 200_000, hit_one),
+        ),
+        (
+            "hit, 1000 rows (fetch_all_shared: Arc)",
+            percentiles(&rt, 50_000, hit_all_shared),
+        ),
+        (
+            "hit, 1000 rows (fetch_all_cached: Vec)",
+            percentiles(&rt, 5_000, hit_all_vec),
+        ),
+        (
+            "plain sqlx, 1 row (fetch_one)",
+            percentiles(&rt, 5_000, plain_one),
+        ),
         ("miss+fill, 1 row", percentiles(&rt, 5_000, miss_one)),
-        ("plain sqlx, 1000 rows (fetch_all)", percentiles(&rt, 500, plain_all)),
+        (
+            "plain sqlx, 1000 rows (fetch_all)",
+            percentiles(&rt, 500, plain_all),
+        ),
         ("miss+fill, 1000 rows", percentiles(&rt, 500, miss_all)),
     ];
     println!();

@@ -190,7 +190,10 @@ fn print_hit_ratios() {
          one-time keys, {ACCESSES} more accesses; budget {} KiB = 10% of the keys at {WEIGHT} B each",
         CAPACITY / 1024
     );
-    println!("{:<26} {:>12} {:>12} {:>12}", "cache", "before scan", "after scan", "zipf mean");
+    println!(
+        "{:<26} {:>12} {:>12} {:>12}",
+        "cache", "before scan", "after scan", "zipf mean"
+    );
     for cache in candidates() {
         let [first, mean, second] = hit_ratios(cache.as_ref(), &before, &after);
         println!(

@@ -57,7 +57,7 @@ pub struct KeyContext {
     pub database: String,
     /// `current_user`.
     pub role: String,
-    /// The effective `search_path`, in order, as schema names.
+    /// The `search_path` setting, parsed into folded schema names (`$user` kept).
     pub search_path: Vec<String>,
     hash: u128,
 }

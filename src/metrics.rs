@@ -74,6 +74,12 @@ pub enum BypassReason {
     SystemCatalog,
     /// `EXPLAIN ANALYZE`.
     ExplainAnalyze,
+    /// Plain `EXPLAIN`: plans change with statistics, without a write.
+    Explain,
+    /// `SHOW`: a session setting.
+    Show,
+    /// A construct sqlparser reads differently from Postgres.
+    Misread,
     /// More than one statement in the text.
     MultipleStatements,
     /// `FROM ONLY`, which sqlparser misreads.
@@ -89,13 +95,14 @@ pub enum BypassReason {
     /// Inside a transaction, the read touches a relation the transaction wrote (or the
     /// transaction's policy says so).
     Transaction,
-    /// The relation catalog could not be loaded, so write closures are unknown.
+    /// The relation catalog is being reloaded after DDL (or could not be loaded), so
+    /// read sets may resolve to the wrong relations.
     CatalogUnavailable,
 }
 
 impl BypassReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [BypassReason; 18] = [
+    pub const ALL: [BypassReason; 21] = [
         BypassReason::NotARead,
         BypassReason::VolatileFunction,
         BypassReason::TimeLiteral,
@@ -106,6 +113,9 @@ impl BypassReason {
         BypassReason::TempTable,
         BypassReason::SystemCatalog,
         BypassReason::ExplainAnalyze,
+        BypassReason::Explain,
+        BypassReason::Show,
+        BypassReason::Misread,
         BypassReason::MultipleStatements,
         BypassReason::FromOnly,
         BypassReason::TooLarge,
@@ -129,6 +139,9 @@ impl BypassReason {
             BypassReason::TempTable => "temp_table",
             BypassReason::SystemCatalog => "system_catalog",
             BypassReason::ExplainAnalyze => "explain_analyze",
+            BypassReason::Explain => "explain",
+            BypassReason::Show => "show",
+            BypassReason::Misread => "misread",
             BypassReason::MultipleStatements => "multiple_statements",
             BypassReason::FromOnly => "from_only",
             BypassReason::TooLarge => "too_large",

@@ -59,7 +59,10 @@ async fn commit_invalidates_and_not_before() {
     tx.commit().await.expect("commit");
     assert_eq!(name(&cache).await, "new");
     assert_eq!(cache.stats().hits, hits, "the read after COMMIT was a miss");
-    assert_eq!(cache.stats().invalidations_by_table.get("item"), Some(&1));
+    assert_eq!(
+        cache.stats().invalidations_by_table.get("public.item"),
+        Some(&1)
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! [`QueryCacheBuilder`]: configuration of a [`QueryCache`].
 
 use super::driver::Driver;
-use super::plan::{Planner, Resolver};
+use super::plan::Planner;
 use super::{Inner, QueryCache};
 use crate::freshness::generations::Generations;
 use crate::inflight::SingleFlight;
@@ -150,12 +150,13 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
     }
 
     /// Build the cache: reads the pool's session context (database, role, search
-    /// path), which keys every entry.
+    /// path), which keys every entry, and loads the relation catalog (write closures,
+    /// name resolution, function volatility; a few ms to tens of ms).
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) when `ttl_jitter` is outside `[0, 1)` or
     /// the memory capacity is zero; [`Error::Database`](crate::Error::Database) when the
-    /// session context cannot be read.
+    /// session context or the catalog cannot be read.
     pub async fn build(self) -> crate::Result<QueryCache<DB>> {
         if !(0.0..1.0).contains(&self.config.ttl_jitter) {
             return Err(crate::Error::Config(format!(
@@ -167,16 +168,19 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
             return Err(crate::Error::Config("memory_capacity must be > 0".into()));
         }
         let context = DB::session_context(&self.pool).await?;
+        let catalog = DB::load_catalog(&self.pool).await?;
+        let resolver = super::resolver(catalog, &context);
         let estimated_entries = usize::try_from(self.memory_capacity / 2048).unwrap_or(usize::MAX);
         Ok(QueryCache(Arc::new(Inner {
             pool: self.pool,
             context,
             memory: MemoryTier::new(self.memory_capacity, estimated_entries),
             generations: Generations::new(),
-            planner: Planner::new(self.statement_memo_capacity, Resolver::Bare),
+            planner: Planner::new(self.statement_memo_capacity, DB::DIALECT, resolver),
             inflight: SingleFlight::new(),
             metrics: Metrics::default(),
             config: self.config,
+            catalog: Default::default(),
         })))
     }
 }

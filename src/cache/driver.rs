@@ -7,6 +7,7 @@
 //! overflow with E0275, the same problem sqlx documents in `pool/executor.rs`
 //! (research §2.2). Here the bounds are discharged once, inside a concrete impl.
 
+use crate::freshness::{Catalog, parse_search_path};
 use crate::key::KeyContext;
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
@@ -79,6 +80,10 @@ pub trait Driver: Database + sealed::Sealed {
     /// The session context that keys results: database, role, search path.
     #[doc(hidden)]
     fn session_context(pool: &Pool<Self>) -> BoxFuture<'_, Result<KeyContext, sqlx::Error>>;
+
+    /// The relation catalog, for databases that have one.
+    #[doc(hidden)]
+    fn load_catalog(pool: &Pool<Self>) -> BoxFuture<'_, crate::Result<Option<Catalog>>>;
 }
 
 impl Driver for sqlx::Postgres {
@@ -133,15 +138,21 @@ impl Driver for sqlx::Postgres {
 
     fn session_context(pool: &Pool<Self>) -> BoxFuture<'_, Result<KeyContext, sqlx::Error>> {
         Box::pin(async move {
-            // current_schemas(true): the effective search path, with the implicit
-            // pg_catalog, as name resolution sees it.
-            let (database, role, search_path): (String, String, Vec<String>) = sqlx::query_as(
+            let (database, role, search_path): (String, String, String) = sqlx::query_as(
                 "SELECT current_database()::text, current_user::text, \
-                     current_schemas(true)::text[]",
+                 current_setting('search_path')",
             )
             .fetch_one(pool)
             .await?;
-            Ok(KeyContext::new(database, role, search_path))
+            Ok(KeyContext::new(
+                database,
+                role,
+                parse_search_path(&search_path),
+            ))
         })
+    }
+
+    fn load_catalog(pool: &Pool<Self>) -> BoxFuture<'_, crate::Result<Option<Catalog>>> {
+        Box::pin(async move { Ok(Some(Catalog::load(pool).await?)) })
     }
 }

@@ -13,7 +13,6 @@ pub mod builder;
 pub mod driver;
 pub mod executor;
 pub mod fetch;
-mod interim_analyzer;
 mod plan;
 pub mod transaction;
 
@@ -29,6 +28,7 @@ use crate::metrics::{Metrics, Stats};
 use crate::sql::RelationName;
 use crate::tier::memory::MemoryTier;
 use builder::Config;
+use plan::Resolver;
 use plan::{Plan, Planner};
 use sqlx::{Database, Pool};
 use std::any::Any;
@@ -89,6 +89,19 @@ pub(crate) struct Inner<DB: Database> {
     inflight: SingleFlight<FlightKey, Arc<dyn Any + Send + Sync>>,
     metrics: Metrics,
     config: Config,
+    catalog: parking_lot::Mutex<CatalogState>,
+}
+
+/// Catalog reloads after DDL. Guarded by one mutex that is also held while the
+/// planner's resolver is replaced, so a reload that started before a newer DDL never
+/// installs its older catalog.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogState {
+    /// Reload requests so far; a reload installs its catalog only if none came in
+    /// while it loaded.
+    requests: u64,
+    /// A reload task is running.
+    reloading: bool,
 }
 
 /// Misses join one flight only if they took the same stamp under the same plan
@@ -153,9 +166,37 @@ impl<DB: Driver> QueryCache<DB> {
         if self.0.config.invalidation_disabled {
             return;
         }
-        self.bump(&plan.writes, plan.writes_unknown || plan.ddl);
-        if plan.ddl {
-            self.0.planner.replan(None);
+        self.bump(
+            &plan.writes,
+            plan.writes_unknown || plan.ddl || plan.catalog_stale,
+        );
+        if plan.changes_catalog() {
+            self.reload_catalog();
+        }
+    }
+
+    /// After DDL: until a fresh catalog is installed, plans resolve through
+    /// [`Resolver::Reloading`] (reads bypass, writes bump the epoch); a background task
+    /// loads the catalog, retrying every second while loading fails.
+    fn reload_catalog(&self) {
+        let spawn = {
+            let mut state = self.0.catalog.lock();
+            state.requests += 1;
+            self.0.planner.replan(Resolver::Reloading);
+            !std::mem::replace(&mut state.reloading, true)
+        };
+        if !spawn {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(reload_task(Arc::downgrade(&self.0)));
+            }
+            Err(_) => {
+                // No runtime to reload on: stay in Reloading (safe), let the next DDL
+                // try again.
+                self.0.catalog.lock().reloading = false;
+            }
         }
     }
 
@@ -167,6 +208,52 @@ impl<DB: Driver> QueryCache<DB> {
             g.bump_epoch();
             self.0.metrics.invalidated_all();
         }
+    }
+}
+
+/// Load the catalog until one loads with no newer reload request, then install it.
+/// Holds the cache only weakly while waiting, so a dropped cache ends the task.
+async fn reload_task<DB: Driver>(inner: std::sync::Weak<Inner<DB>>) {
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let want = strong.catalog.lock().requests;
+        let loaded = DB::load_catalog(&strong.pool).await;
+        {
+            let mut state = strong.catalog.lock();
+            match loaded {
+                Ok(catalog) if state.requests == want => {
+                    strong.planner.replan(resolver(catalog, &strong.context));
+                    state.reloading = false;
+                    return;
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!("querycache: catalog reload failed, retrying in 1 s: {e}");
+                    strong
+                        .metrics
+                        .fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        drop(strong);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// The resolver for a loaded catalog (or its absence).
+pub(crate) fn resolver(
+    catalog: Option<crate::freshness::Catalog>,
+    context: &KeyContext,
+) -> Resolver {
+    match catalog {
+        Some(catalog) => Resolver::Catalog {
+            catalog: Arc::new(catalog),
+            search_path: context.search_path.clone(),
+        },
+        None => Resolver::Bare,
     }
 }
 

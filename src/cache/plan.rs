@@ -8,10 +8,10 @@
 //! are dropped when the catalog changes (DDL through the cache), which bumps the
 //! planner's *version*.
 
-use super::interim_analyzer::StatementMemo;
 use crate::freshness::generations::{Generations, RelationSet};
+use crate::freshness::{Catalog, Volatility};
 use crate::metrics::BypassReason;
-use crate::sql::{Analysis, Reason, RelationName, StatementKind};
+use crate::sql::{Analysis, AnalyzeOptions, Reason, RelationName, StatementKind, StatementMemo};
 use parking_lot::RwLock;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,45 +32,116 @@ pub(crate) struct Plan {
     pub writes: RelationSet,
     /// The statement may write relations it does not name: bump the global epoch.
     pub writes_unknown: bool,
-    /// DDL: relation names may now resolve differently; drop all plans.
+    /// DDL: relation names may now resolve differently; reload the catalog.
     pub ddl: bool,
+    /// A written relation is not in the catalog (created elsewhere since it was
+    /// loaded): bump the global epoch and reload the catalog.
+    pub catalog_stale: bool,
 }
 
 impl Plan {
     /// `true` when running the statement may change data or schema.
     pub fn writes_anything(&self) -> bool {
-        !self.writes.is_empty() || self.writes_unknown || self.ddl
+        !self.writes.is_empty() || self.writes_unknown || self.ddl || self.catalog_stale
+    }
+
+    /// `true` when the catalog must be reloaded after this statement.
+    pub fn changes_catalog(&self) -> bool {
+        self.ddl || self.catalog_stale
     }
 }
 
-/// How relation names become generation keys.
+/// How relation names become generation keys, write sets close, and functions are
+/// judged.
 #[derive(Debug)]
 pub(crate) enum Resolver {
-    /// No catalog: key by bare relation name, so `s.t` and `t` share a counter. Over-
-    /// invalidates across schemas, never under-invalidates. Write closure is the write
-    /// set itself; user functions are assumed volatile.
+    /// Through the catalog: unqualified names resolve along `search_path` as Postgres
+    /// resolves them; a write set closes over views, partitions, inheritance, cascades,
+    /// triggers and rules; a function is cacheable only if `pg_proc` says IMMUTABLE
+    /// (for every overload).
+    Catalog {
+        /// The loaded catalog.
+        catalog: Arc<Catalog>,
+        /// The pool's `search_path`, parsed ([`crate::freshness::parse_search_path`]).
+        search_path: Vec<String>,
+    },
+    /// DDL ran and the catalog is being reloaded (or could not be reloaded): names may
+    /// resolve differently and closures are unknown, so reads bypass and writes bump
+    /// the global epoch until a new catalog is installed.
+    Reloading,
+    /// A database without catalog support: key by bare relation name, so `s.t` and `t`
+    /// share a counter (over-invalidates across schemas, never under-invalidates).
+    /// Write closure is the write set itself; functions the normalizer does not know
+    /// are assumed volatile.
     Bare,
+}
+
+/// A write set after resolution and closure.
+struct Closure {
+    names: Vec<Arc<str>>,
+    /// Write to relations we cannot name: bump the global epoch.
+    unknown: bool,
+    /// A written relation is missing from the catalog: reload it.
+    catalog_stale: bool,
 }
 
 impl Resolver {
     fn resolve(&self, relation: &RelationName) -> Arc<str> {
         match self {
-            Resolver::Bare => Arc::clone(&relation.name),
+            Resolver::Catalog {
+                catalog,
+                search_path,
+            } => Arc::from(catalog.resolve(relation, search_path).to_string()),
+            Resolver::Reloading | Resolver::Bare => Arc::clone(&relation.name),
         }
     }
 
-    /// The write set closed over dependent relations, and whether the closure is
-    /// incomplete (the statement must then bump the global epoch).
-    fn write_closure(&self, writes: &[RelationName]) -> (Vec<Arc<str>>, bool) {
+    fn write_closure(&self, writes: &[RelationName]) -> Closure {
         match self {
-            Resolver::Bare => (writes.iter().map(|r| self.resolve(r)).collect(), false),
+            Resolver::Catalog {
+                catalog,
+                search_path,
+            } => {
+                let resolved: Vec<RelationName> = writes
+                    .iter()
+                    .map(|r| catalog.resolve(r, search_path))
+                    .collect();
+                let closure = catalog.write_closure(&resolved);
+                Closure {
+                    names: closure
+                        .relations
+                        .iter()
+                        .map(|r| Arc::from(r.to_string()))
+                        .collect(),
+                    unknown: closure.unknown,
+                    catalog_stale: resolved.iter().any(|r| !catalog.contains(r)),
+                }
+            }
+            Resolver::Reloading => Closure {
+                names: writes.iter().map(|r| self.resolve(r)).collect(),
+                unknown: !writes.is_empty(),
+                catalog_stale: false,
+            },
+            Resolver::Bare => Closure {
+                names: writes.iter().map(|r| self.resolve(r)).collect(),
+                unknown: false,
+                catalog_stale: false,
+            },
         }
     }
 
-    /// `true` when one of `functions` is not known to be immutable.
-    fn any_volatile(&self, functions: &[String]) -> bool {
+    /// Why reads under this resolver bypass, if they must.
+    fn read_bypass(&self, functions: &[String]) -> Option<BypassReason> {
+        let immutable = |f: &String| match self {
+            Resolver::Catalog { catalog, .. } => {
+                catalog.function_volatility(f) == Some(Volatility::Immutable)
+            }
+            Resolver::Reloading | Resolver::Bare => false,
+        };
         match self {
-            Resolver::Bare => !functions.is_empty(),
+            Resolver::Reloading => Some(BypassReason::CatalogUnavailable),
+            _ if functions.iter().all(immutable) => None,
+            _ => Some(BypassReason::VolatileFunction),
         }
     }
 }
@@ -88,6 +159,9 @@ fn bypass_reason(reason: &Reason) -> BypassReason {
         Reason::TempTable(_) => BypassReason::TempTable,
         Reason::SystemCatalog(_) => BypassReason::SystemCatalog,
         Reason::ExplainAnalyze => BypassReason::ExplainAnalyze,
+        Reason::Explain => BypassReason::Explain,
+        Reason::Show => BypassReason::Show,
+        Reason::Misread(_) => BypassReason::Misread,
         Reason::MultipleStatements => BypassReason::MultipleStatements,
         Reason::FromOnly => BypassReason::FromOnly,
         Reason::TooLarge { .. } => BypassReason::TooLarge,
@@ -117,10 +191,14 @@ impl std::fmt::Debug for Planner {
 
 impl Planner {
     /// A planner memoizing up to `capacity` plans.
-    pub fn new(capacity: usize, resolver: Resolver) -> Self {
+    pub fn new(capacity: usize, dialect: crate::sql::Dialect, resolver: Resolver) -> Self {
+        let options = AnalyzeOptions {
+            dialect,
+            ..AnalyzeOptions::default()
+        };
         Planner {
             memo: quick_cache::sync::Cache::new(capacity.max(1)),
-            statements: StatementMemo::default(),
+            statements: StatementMemo::new(capacity, options),
             version: AtomicU64::new(0),
             resolver: RwLock::new(Arc::new(resolver)),
         }
@@ -142,12 +220,10 @@ impl Planner {
         plan
     }
 
-    /// Drop every plan: relation names may resolve differently now. With `resolver`,
-    /// also replace how names resolve (a reloaded catalog).
-    pub fn replan(&self, resolver: Option<Resolver>) {
-        if let Some(r) = resolver {
-            *self.resolver.write() = Arc::new(r);
-        }
+    /// Replace how names resolve (a catalog reloading or reloaded) and drop every
+    /// plan built under the old resolver.
+    pub fn replan(&self, resolver: Resolver) {
+        *self.resolver.write() = Arc::new(resolver);
         self.version.fetch_add(1, Ordering::SeqCst);
         self.memo.clear();
     }
@@ -159,10 +235,10 @@ impl Planner {
         generations: &Generations,
     ) -> (RelationSet, bool) {
         let resolver = Arc::clone(&self.resolver.read());
-        let (names, unknown) = resolver.write_closure(relations);
+        let closure = resolver.write_closure(relations);
         (
-            generations.relation_set(names.iter().map(|n| &**n)),
-            unknown,
+            generations.relation_set(closure.names.iter().map(|n| &**n)),
+            closure.unknown || closure.catalog_stale,
         )
     }
 }
@@ -174,19 +250,19 @@ fn build(
     version: u64,
 ) -> Plan {
     let reads: Vec<Arc<str>> = analysis.reads.iter().map(|r| resolver.resolve(r)).collect();
-    let (writes, closure_unknown) = resolver.write_closure(&analysis.writes);
+    let closure = resolver.write_closure(&analysis.writes);
     let bypass = match analysis.reason() {
         Some(reason) => Some(bypass_reason(reason)),
-        None if resolver.any_volatile(&analysis.functions) => Some(BypassReason::VolatileFunction),
-        None => None,
+        None => resolver.read_bypass(&analysis.functions),
     };
     Plan {
         version,
         fingerprint: analysis.fingerprint,
         bypass,
         reads: generations.relation_set(reads.iter().map(|n| &**n)),
-        writes: generations.relation_set(writes.iter().map(|n| &**n)),
-        writes_unknown: analysis.writes_unknown || closure_unknown,
+        writes: generations.relation_set(closure.names.iter().map(|n| &**n)),
+        writes_unknown: analysis.writes_unknown || closure.unknown,
         ddl: analysis.kind == StatementKind::Ddl,
+        catalog_stale: closure.catalog_stale,
     }
 }

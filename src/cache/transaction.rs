@@ -31,8 +31,9 @@ pub struct CachedTransaction<DB: Driver> {
     written: BTreeSet<Arc<str>>,
     /// A write whose write set is unknown, or DDL: commit bumps the global epoch.
     unknown: bool,
-    /// DDL ran: commit also drops all plans.
-    ddl: bool,
+    /// DDL ran (or a write to a relation the catalog lacks): commit reloads the
+    /// catalog.
+    reload: bool,
 }
 
 impl<DB: Driver> std::fmt::Debug for CachedTransaction<DB> {
@@ -40,6 +41,7 @@ impl<DB: Driver> std::fmt::Debug for CachedTransaction<DB> {
         f.debug_struct("CachedTransaction")
             .field("written", &self.written)
             .field("unknown", &self.unknown)
+            .field("reload", &self.reload)
             .finish_non_exhaustive()
     }
 }
@@ -55,7 +57,7 @@ impl<DB: Driver> QueryCache<DB> {
             tx: self.0.pool.begin().await?,
             written: BTreeSet::new(),
             unknown: false,
-            ddl: false,
+            reload: false,
         })
     }
 }
@@ -73,7 +75,7 @@ impl<DB: Driver> CachedTransaction<DB> {
             tx,
             written,
             unknown,
-            ddl,
+            reload,
         } = self;
         let result = tx.commit().await;
         if !cache.0.config.invalidation_disabled {
@@ -82,8 +84,8 @@ impl<DB: Driver> CachedTransaction<DB> {
                 .generations
                 .relation_set(written.iter().map(|n| &**n));
             cache.bump(&set, unknown);
-            if ddl {
-                cache.0.planner.replan(None);
+            if reload {
+                cache.reload_catalog();
             }
         }
         result
@@ -108,8 +110,8 @@ impl<DB: Driver> CachedTransaction<DB> {
     /// Remember what `plan` writes, for the bump at commit and the read policy.
     pub(crate) fn record_writes(&mut self, plan: &Plan) {
         self.written.extend(plan.writes.names().iter().cloned());
-        self.unknown |= plan.writes_unknown || plan.ddl;
-        self.ddl |= plan.ddl;
+        self.unknown |= plan.writes_unknown || plan.changes_catalog();
+        self.reload |= plan.changes_catalog();
     }
 
     fn has_written(&self) -> bool {

@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod normalize;
+
 /// querycache: a query-result cache for sqlx and Postgres.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -11,9 +13,15 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Analyze SQL statements: kind, read and write sets, cacheability, canonical text
+    /// and fingerprints.
+    Normalize(normalize::NormalizeArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Normalize(args) => normalize::run(args),
+    }
 }
