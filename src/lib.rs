@@ -18,16 +18,30 @@
 //! - [`freshness`]: the catalog dependency closure (which relations a write can change)
 //!   and function volatility, loaded from Postgres's catalogs.
 //! - [`datasets`]: sample datasets used by `querycache bench` and the test suite (Pagila).
+//! - [`cache`]: [`QueryCache`] over a sqlx pool — a pass-through `Executor` whose
+//!   writes invalidate, cached reads through [`CachedQuery`] (`fetch_all_cached`),
+//!   transactions ([`CachedTransaction`]); [`tier`]: where results live (memory now);
+//!   [`freshness::generations`]: per-relation generations; [`inflight`]: single-flight;
+//!   [`key`]: cache keys; [`codec`]: encoding for byte tiers; [`metrics`]: [`Stats`].
 //!
 //! Freshness: every table has a generation counter; a read snapshots its read set's
 //! generations before it runs and stores them with the result; a write bumps its write
 //! set (closed over views, partitions, cascades and triggers) after it succeeds.
 
 pub mod bufpool;
+pub mod cache;
+pub mod codec;
 pub mod datasets;
 pub mod error;
 pub mod freshness;
+pub mod inflight;
+pub mod key;
+pub mod metrics;
 pub mod sql;
 pub mod tier;
 
+pub use cache::{
+    CacheTarget, CachedQuery, CachedTransaction, QueryCache, QueryCacheBuilder, TransactionReads,
+};
 pub use error::{Error, Result};
+pub use metrics::{BypassReason, Stats};
