@@ -2,8 +2,8 @@
 //! process are served without touching the database only while the tables they read
 //! are unchanged. A write made while no process ran (here: plain sqlx, the cache
 //! closed) must drop exactly the entries that read the written table; a rolled-back
-//! write drops nothing; an entry that read an unwatched table never outlives its
-//! session. The persistent per-table versions come from Postgres itself
+//! write drops nothing; DDL drops everything; an entry that read an unwatched table
+//! never outlives its session. The persistent per-table versions come from Postgres itself
 //! (statement-level trigger, bumped in the writing transaction), as the rule in
 //! `querycache::tier::disk` describes; the recovery filter applies the rule at open.
 
@@ -157,4 +157,14 @@ async fn a_write_while_the_process_was_down_drops_exactly_the_entries_that_read_
     );
     assert!(actor.session < store.session());
     assert_eq!(store.stats().recovery_dropped, 3);
+    store.close().expect("close");
+
+    // DDL while down changes what a query may return without writing a row: every
+    // entry of an earlier session is dropped.
+    sqlx::raw_sql("CREATE VIEW actor_names AS SELECT name FROM actor")
+        .execute(&pool)
+        .await
+        .expect("ddl");
+    let store = open_with_rule(dir.path(), versions(&pool).await);
+    assert_eq!(store.get(2).expect("get"), None, "DDL ran while down");
 }

@@ -9,9 +9,12 @@
 use sqlx::PgPool;
 use std::collections::HashMap;
 
-/// Creates the version table and the trigger function (idempotent), and records a
-/// random installation id under the name [`INSTALL_ID`], so that stamps taken before
-/// the table was dropped and re-created (versions restarting at 0) cannot match.
+/// Creates the version table and the trigger function (idempotent); records a random
+/// installation id under [`INSTALL_ID`], so that stamps taken before the table was
+/// dropped and re-created (versions restarting at 0) cannot match; and installs an
+/// event trigger that bumps [`DDL_VERSION`] at the end of every DDL command, because a
+/// schema change (a redefined view, a dropped column) changes results without writing
+/// a row. Event triggers need a superuser.
 pub const INSTALL_SQL: &str = r#"
 CREATE SCHEMA IF NOT EXISTS querycache;
 CREATE TABLE IF NOT EXISTS querycache.table_version (
@@ -19,7 +22,7 @@ CREATE TABLE IF NOT EXISTS querycache.table_version (
     version    bigint NOT NULL
 );
 INSERT INTO querycache.table_version
-    VALUES ('*install', (random() * 9e18)::bigint)
+    VALUES ('*install', (random() * 9e18)::bigint), ('*ddl', 0)
     ON CONFLICT (table_name) DO NOTHING;
 CREATE OR REPLACE FUNCTION querycache.bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -27,10 +30,22 @@ BEGIN
    WHERE table_name = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
   RETURN NULL;
 END $$;
+CREATE OR REPLACE FUNCTION querycache.bump_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE querycache.table_version SET version = version + 1 WHERE table_name = '*ddl';
+END $$;
+DROP EVENT TRIGGER IF EXISTS querycache_ddl;
+CREATE EVENT TRIGGER querycache_ddl ON ddl_command_end EXECUTE FUNCTION querycache.bump_ddl();
 "#;
 
 /// Name of the installation-id row in `querycache.table_version`.
 pub const INSTALL_ID: &str = "*install";
+
+/// Name of the row the DDL event trigger bumps.
+pub const DDL_VERSION: &str = "*ddl";
+
+/// Rows every entry is stamped with, whatever it read.
+const GLOBAL: [&str; 2] = [INSTALL_ID, DDL_VERSION];
 
 /// SQL that watches `schema.table`: its version row (starting at 0) and a
 /// statement-level trigger on INSERT, UPDATE, DELETE and TRUNCATE that bumps it in the
@@ -86,7 +101,7 @@ impl TableVersions {
     /// `"*"`), where every counter started at 0 when this process started. A relation
     /// is stamped with its startup version only while its generation and the epoch are
     /// still 0 (the process has seen no write to it); otherwise, or if it is not
-    /// watched, with `None`. The installation id is stamped too.
+    /// watched, with `None`. The installation id and the DDL version are stamped too.
     pub fn stamps(&self, generations: &[(String, u64)]) -> Vec<Stamp> {
         let untouched = generations.iter().all(|(name, g)| name != "*" || *g == 0);
         let mut stamps: Vec<Stamp> = generations
@@ -97,14 +112,17 @@ impl TableVersions {
                 (name.clone(), version)
             })
             .collect();
-        stamps.push((INSTALL_ID.to_owned(), self.get(INSTALL_ID)));
+        stamps.extend(GLOBAL.map(|name| (name.to_owned(), self.get(name))));
         stamps
     }
 
     /// Whether an entry with `stamps` (from an earlier session) is fresh now: every
-    /// stamp, the installation id included, is known and equals the current version.
+    /// stamp is known and equals the current version, and the installation id and DDL
+    /// version are among them.
     pub fn still_fresh(&self, stamps: &[Stamp]) -> bool {
-        stamps.iter().any(|(name, _)| name == INSTALL_ID)
+        GLOBAL
+            .iter()
+            .all(|global| stamps.iter().any(|(name, _)| name == global))
             && stamps
                 .iter()
                 .all(|(name, v)| v.is_some() && *v == self.get(name))
@@ -118,6 +136,7 @@ mod tests {
     fn versions() -> TableVersions {
         TableVersions::from_pairs([
             (INSTALL_ID.to_owned(), 77),
+            (DDL_VERSION.to_owned(), 3),
             ("public.film".to_owned(), 5),
             ("public.actor".to_owned(), 0),
         ])
@@ -136,6 +155,7 @@ mod tests {
                 ("public.film".to_owned(), Some(5)),
                 ("public.actor".to_owned(), Some(0)),
                 (INSTALL_ID.to_owned(), Some(77)),
+                (DDL_VERSION.to_owned(), Some(3)),
             ]
         );
         assert!(versions().still_fresh(&stamps));
@@ -158,18 +178,28 @@ mod tests {
     }
 
     #[test]
-    fn a_version_change_or_a_reinstall_makes_old_stamps_stale() {
+    fn a_version_change_a_reinstall_or_ddl_makes_old_stamps_stale() {
         let stamps = versions().stamps(&gens(&[("public.film", 0), ("*", 0)]));
-        let written =
-            TableVersions::from_pairs([(INSTALL_ID.to_owned(), 77), ("public.film".to_owned(), 6)]);
-        assert!(!written.still_fresh(&stamps));
-        let reinstalled =
-            TableVersions::from_pairs([(INSTALL_ID.to_owned(), 78), ("public.film".to_owned(), 5)]);
-        assert!(!reinstalled.still_fresh(&stamps));
+        let with = |changes: &[(&str, i64)]| {
+            let mut v = versions();
+            for (name, version) in changes {
+                v.0.insert((*name).to_owned(), *version);
+            }
+            v
+        };
+        assert!(with(&[]).still_fresh(&stamps));
+        assert!(!with(&[("public.film", 6)]).still_fresh(&stamps), "a write");
         assert!(
-            !versions().still_fresh(&[("public.film".to_owned(), Some(5))]),
-            "no installation id"
+            !with(&[(INSTALL_ID, 78)]).still_fresh(&stamps),
+            "a reinstall"
         );
+        assert!(!with(&[(DDL_VERSION, 4)]).still_fresh(&stamps), "DDL");
+        assert!(
+            with(&[("public.actor", 9)]).still_fresh(&stamps),
+            "an unrelated write"
+        );
+        let without_globals = [("public.film".to_owned(), Some(5))];
+        assert!(!versions().still_fresh(&without_globals));
     }
 
     #[test]
