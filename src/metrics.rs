@@ -164,8 +164,10 @@ impl BypassReason {
 /// The live counters of one cache. Internal; read them through [`Stats`].
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Reads served from the memory tier.
+    /// Reads served from the cache (memory or a byte tier).
     pub hits: StripedCounter,
+    /// Of `hits`, those served from a byte tier (and promoted to memory).
+    pub byte_tier_hits: AtomicU64,
     /// Cacheable reads that found no current entry.
     pub misses: StripedCounter,
     /// Misses answered by another caller's in-flight query (single-flight).
@@ -211,6 +213,7 @@ impl Metrics {
         let invalidations_global = self.invalidations_global.load(Ordering::Relaxed);
         Stats {
             hits: self.hits.get(),
+            byte_tier_hits: self.byte_tier_hits.load(Ordering::Relaxed),
             misses: self.misses.get(),
             coalesced: self.coalesced.load(Ordering::Relaxed),
             fills: self.fills.load(Ordering::Relaxed),
@@ -233,8 +236,11 @@ impl Metrics {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Cached reads served from memory, with no database round trip.
+    /// Cached reads served from the cache (memory, or a byte tier such as the disk
+    /// tier), with no database round trip.
     pub hits: u64,
+    /// Of `hits`, those served from a byte tier (then promoted to memory).
+    pub byte_tier_hits: u64,
     /// Cached reads that found no current entry (each ran the query or joined one
     /// in flight).
     pub misses: u64,

@@ -20,6 +20,8 @@ pub enum Fault {
     /// A read fills only the first half of the buffer yet reports success: storage that
     /// lies. The page checksum is what must catch it.
     ShortRead,
+    /// A read returns an error (`EIO` from a failing device).
+    FailRead,
 }
 
 impl Fault {
@@ -27,7 +29,7 @@ impl Fault {
         match self {
             Fault::FailWrite | Fault::TornWrite => Op::Write,
             Fault::FailSync => Op::Sync,
-            Fault::ShortRead => Op::Read,
+            Fault::ShortRead | Fault::FailRead => Op::Read,
         }
     }
 }
@@ -101,7 +103,8 @@ impl<F: PageFile> FaultyFile<F> {
 
 impl FaultHandle {
     /// Arms `fault` to fire on the `(after + 1)`-th matching operation from now
-    /// (`after = 0`: the next one). Reads match [`Fault::ShortRead`], writes
+    /// (`after = 0`: the next one). Reads match [`Fault::ShortRead`] and
+    /// [`Fault::FailRead`], writes
     /// [`Fault::FailWrite`] and [`Fault::TornWrite`], syncs [`Fault::FailSync`].
     pub fn arm(&self, fault: Fault, after: u64) {
         self.0.armed.lock().push((fault, after));
@@ -135,6 +138,7 @@ fn injected(what: &str) -> io::Error {
 impl<F: PageFile> PageFile for FaultyFile<F> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         match self.faults.next(Op::Read) {
+            Some(Fault::FailRead) => Err(injected("failed read")),
             Some(_) => {
                 let half = buf.len() / 2;
                 self.inner.read_exact_at(&mut buf[..half], offset)

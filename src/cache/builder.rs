@@ -7,6 +7,7 @@ use crate::freshness::generations::Generations;
 use crate::inflight::SingleFlight;
 use crate::key::CacheKey;
 use crate::metrics::Metrics;
+use crate::tier::ByteTier;
 use crate::tier::memory::MemoryTier;
 use futures_core::future::BoxFuture;
 use sqlx::Pool;
@@ -47,6 +48,7 @@ pub(crate) struct Config {
     pub transaction_reads: TransactionReads,
     pub invalidation_disabled: bool,
     pub before_fill: Option<FillHook>,
+    pub byte_tier: Option<Arc<dyn ByteTier>>,
 }
 
 /// Builds a [`QueryCache`]; from [`QueryCache::builder`]. Every setter documents its
@@ -83,6 +85,7 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
                 transaction_reads: TransactionReads::default(),
                 invalidation_disabled: false,
                 before_fill: None,
+                byte_tier: None,
             },
         }
     }
@@ -92,6 +95,16 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
     /// [`tier::memory::weigh`](crate::tier::memory::weigh)). Default: 64 MiB.
     pub fn memory_capacity(mut self, bytes: u64) -> Self {
         self.memory_capacity = bytes;
+        self
+    }
+
+    /// A byte tier below memory, such as the persistent disk tier
+    /// ([`DiskTier`](crate::tier::disk::DiskTier)): consulted after a memory miss (a hit
+    /// whose generations are current is promoted to memory) and filled after a memory
+    /// fill. Its failures are misses, counted in [`Stats::fallbacks`](crate::Stats::fallbacks).
+    /// Default: none.
+    pub fn byte_tier(mut self, tier: impl ByteTier) -> Self {
+        self.config.byte_tier = Some(Arc::new(tier));
         self
     }
 

@@ -1,7 +1,7 @@
 //! Cached reads: the [`CachedQuery`] extension trait and the read path behind it.
 //!
 //! ```text
-//! plan (memo) ─► bypass? ─► key ─► stamp ─► memory hit? ─► single-flight ─► query ─► fill if stamp unchanged
+//! plan (memo) ─► bypass? ─► key ─► stamp ─► memory hit? ─► byte tier hit? ─► single-flight ─► query ─► fill if stamp unchanged
 //! ```
 //!
 //! Results are returned exactly as plain sqlx returns them: rows are decoded with the
@@ -318,6 +318,10 @@ async fn read<DB: Driver, T: CacheValue>(
         inner.metrics.hits.incr();
         return Ok(rows);
     }
+    if let Some(rows) = super::byte_tiers::hit::<DB, T>(&cache, key, &plan, stamp).await {
+        inner.metrics.hits.incr();
+        return Ok(rows);
+    }
     inner.metrics.misses.incr();
 
     if let Some(tx) = tx.as_mut() {
@@ -371,6 +375,8 @@ async fn read<DB: Driver, T: CacheValue>(
     fill(&cache, key, &plan, stamp, &rows, options.ttl);
     let shared: Arc<dyn Any + Send + Sync> = Arc::new(Arc::clone(&rows));
     leader.complete(shared);
+    let ttl = options.ttl.unwrap_or(inner.config.default_ttl);
+    super::byte_tiers::fill(&cache, key, &plan, stamp, &rows, ttl).await;
     Ok(rows)
 }
 

@@ -5,11 +5,13 @@
 //!   the pool, writes invalidate what they change, reads run uncached.
 //! - [`fetch`]: cached reads through the [`CachedQuery`] extension trait on sqlx's
 //!   `query_as` / `query_scalar` builders.
+//! - `byte_tiers`: the read path's lookups in and fills of a byte tier (L3 disk).
 //! - [`transaction`]: [`CachedTransaction`], whose writes invalidate at COMMIT.
 //! - `plan`: per-statement plans (analysis + resolved read and write sets).
 //! - [`driver`]: what each sqlx database must provide ([`Driver`]).
 
 pub mod builder;
+mod byte_tiers;
 pub mod driver;
 pub mod executor;
 pub mod fetch;

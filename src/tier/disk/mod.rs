@@ -77,7 +77,9 @@
 //! write can be invisible there — a stale serve. One database-wide epoch would be
 //! simpler but would drop every entry on any write. The cost is one row update per
 //! writing statement per table, whose row lock serializes concurrent writers of the
-//! same table until they commit.
+//! same table until they commit. DDL changes results without writing a row (a
+//! redefined view), so an event trigger on `ddl_command_end` bumps one more version,
+//! `*ddl`, that every entry is stamped with.
 //!
 //! Step by step ([`restart`] has the pieces):
 //!
@@ -86,8 +88,8 @@
 //!    row is not watched, and entries that read it never outlive their session.
 //! 2. On a fill, [`restart::TableVersions::stamps`] stamps each read-set table with its
 //!    startup version if the session has seen no write to it yet (its in-process
-//!    generation and the global epoch are still 0), else with "unknown", plus the
-//!    installation id, so that a dropped and re-created version table (versions
+//!    generation and the global epoch are still 0), else with "unknown", plus the DDL
+//!    version and the installation id, so that a dropped and re-created version table (versions
 //!    restarting at 0) cannot match old stamps. The stamps go into the entry's opaque
 //!    `generations` blob next to whatever the memory-tier check needs.
 //! 3. Open the store with [`DiskStoreBuilder::with_recovery_filter`] keeping an entry
@@ -115,10 +117,12 @@ mod recover;
 pub mod restart;
 mod store;
 mod superblock;
+mod tier;
 
 pub use crate::bufpool::StorageError;
 pub use builder::{DiskStoreBuilder, LOCK_FILE, PAGE_FILE};
 pub use store::DiskStore;
+pub use tier::DiskTier;
 
 use crate::bufpool::PoolStats;
 use std::collections::HashMap;
