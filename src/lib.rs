@@ -20,8 +20,9 @@
 //! - [`datasets`]: sample datasets used by `querycache bench` and the test suite (Pagila).
 //! - [`cache`]: [`QueryCache`] over a sqlx pool — a pass-through `Executor` whose
 //!   writes invalidate, cached reads through [`CachedQuery`] (`fetch_all_cached`),
-//!   transactions ([`CachedTransaction`]); [`tier`]: where results live (memory now);
-//!   [`freshness::generations`]: per-relation generations; [`inflight`]: single-flight;
+//!   transactions ([`CachedTransaction`]); [`tier`]: where results live (memory, and
+//!   disk through [`tier::disk::DiskTier`]); [`freshness::generations`]: per-relation
+//!   generations; [`inflight`]: single-flight;
 //!   [`key`]: cache keys; [`codec`]: encoding for byte tiers; [`metrics`]: [`Stats`].
 //!
 //! Freshness: every table has a generation counter; a read snapshots its read set's
