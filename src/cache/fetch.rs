@@ -324,7 +324,7 @@ async fn read<DB: Driver, T: CacheValue>(
         inner.metrics.hits.incr();
         return Ok(rows);
     }
-    if let Some(rows) = super::byte_tiers::hit::<DB, T>(&cache, key, &plan, stamp).await {
+    if let Some(rows) = super::byte_tiers::hit::<DB, T>(cache, key, &plan, stamp).await {
         inner.metrics.hits.incr();
         return Ok(rows);
     }
@@ -382,7 +382,7 @@ async fn read<DB: Driver, T: CacheValue>(
     let shared: Arc<dyn Any + Send + Sync> = Arc::new(Arc::clone(&rows));
     leader.complete(shared);
     let ttl = options.ttl.unwrap_or(inner.config.default_ttl);
-    super::byte_tiers::fill(&cache, key, &plan, stamp, &rows, ttl).await;
+    super::byte_tiers::fill(cache, key, &plan, stamp, &rows, ttl).await;
     Ok(rows)
 }
 

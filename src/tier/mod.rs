@@ -41,7 +41,8 @@ pub struct EncodedEntry {
     /// counter *incarnation*: a tier that survives a restart needs the counters
     /// persisted beside it (or an incarnation id in the key) before its entries may be
     /// served by the next process; otherwise a write made while the process was down,
-    /// or before it crashed, goes unseen.
+    /// or before it crashed, goes unseen. [`disk::DiskTier`] persists per-table versions
+    /// kept by Postgres itself and serves earlier incarnations' entries only through them.
     ///
     /// [`Stamp`]: crate::freshness::generations::Stamp
     pub generations: Vec<(String, u64)>,
