@@ -23,6 +23,9 @@
 //!   segments. Format in `record.rs`.
 //! - **Index**: a hash map in memory, about 50 bytes per entry; generations are not
 //!   kept in memory but read with the value.
+//! - **Cache seam**: [`DiskTier`] is the store as the cache's
+//!   [`ByteTier`](crate::tier::ByteTier) (L3), applying the restart rule below; it
+//!   leaves compression to the codec, whose frames are already lz4'd.
 //! - **Durability**: a put is readable at once and durable after the next write-back:
 //!   the pool's background writer (≥ 64 dirty pages, or 200 ms), [`DiskStore::flush`],
 //!   or eviction. A crash loses at most the puts of that window. A removal writes a
