@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 /// querycache: a query-result cache for sqlx and Postgres.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -11,9 +13,14 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Benchmark a Postgres database with and without the cache; exits 3 on a stale read.
+    Bench(bench::Args),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Bench(args) => bench::run(args),
+    }
 }
