@@ -4,7 +4,10 @@
 //! line and returns, unless `QUERYCACHE_REQUIRE_SERVICES=1` (set by `scripts/test` and
 //! CI), in which case a missing service is a failure.
 
-#![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -49,7 +52,9 @@ pub fn redis_url() -> Option<String> {
 /// Returns `None` when Postgres is not configured (see [`database_url`]).
 pub async fn scratch_database(name: &str) -> Option<PgPool> {
     let url = database_url()?;
-    let admin = PgPool::connect(&url).await.expect("connect to DATABASE_URL");
+    let admin = PgPool::connect(&url)
+        .await
+        .expect("connect to DATABASE_URL");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
     )))
