@@ -81,6 +81,20 @@ impl Row {
     }
 }
 
+/// A whole number with its thousands grouped by spaces: `1 234 567`.
+fn grouped(value: f64) -> String {
+    let digits = format!("{value:.0}");
+    let (sign, digits) = digits.split_at(usize::from(digits.starts_with('-')));
+    let mut out = String::from(sign);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// µs with three significant figures at most (the histograms keep three).
 fn micros(us: f64) -> String {
     if us < 10.0 {
@@ -113,8 +127,8 @@ pub fn table(rows: &[Row]) -> String {
         .map(|r| {
             [
                 r.workload.to_string(),
-                format!("{:.0}", r.uncached_ops_s),
-                format!("{:.0}", r.cached_ops_s),
+                grouped(r.uncached_ops_s),
+                grouped(r.cached_ops_s),
                 format!("{:.1}×", r.speedup),
                 format!(
                     "{} / {}",
@@ -167,4 +181,77 @@ pub fn write_json(rows: &[Row], path: &Path) -> Result<()> {
         path: path.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::target::CacheCounters;
+    use hdrhistogram::Histogram;
+
+    fn measured(
+        ops: u64,
+        latencies_ns: &[u64],
+        stale_reads: u64,
+        cache: CacheCounters,
+    ) -> Measured {
+        let mut latency_ns = Histogram::new(3).expect("valid precision");
+        for &ns in latencies_ns {
+            latency_ns.record(ns).expect("in range");
+        }
+        Measured {
+            ops,
+            seconds: 2.0,
+            latency_ns,
+            stale_reads,
+            cache,
+        }
+    }
+
+    #[test]
+    fn a_row_compares_the_modes_and_counts_stale_reads_of_both() {
+        let uncached = measured(1_000, &[100_000, 200_000], 1, CacheCounters::default());
+        let counters = CacheCounters {
+            hits: 90,
+            misses: 10,
+            stale_fills_refused: 2,
+            invalidations: 7,
+        };
+        let cached = measured(40_000, &[1_000, 3_000], 0, counters);
+        let row = Row::new("point-zipf", "pgbench-s1".into(), 8, &uncached, &cached);
+        assert_eq!(row.uncached_ops_s, 500.0);
+        assert_eq!(row.cached_ops_s, 20_000.0);
+        assert_eq!(row.speedup, 40.0);
+        // The histograms keep three significant figures.
+        assert!(
+            (row.uncached_p50_us - 100.0).abs() <= 0.1,
+            "{}",
+            row.uncached_p50_us
+        );
+        assert!(
+            (row.cached_p99_us - 3.0).abs() <= 0.01,
+            "{}",
+            row.cached_p99_us
+        );
+        assert_eq!(row.hit_ratio, 0.9);
+        assert_eq!(row.stale_reads, 1, "a stale read in either mode counts");
+        assert_eq!((row.stale_fills_refused, row.invalidations), (2, 7));
+        let table = table(&[row]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("workload"), "{table}");
+        assert!(lines[1].starts_with("point-zipf"), "{table}");
+        assert!(
+            lines[1].contains("20 000") && lines[1].contains("40.0×"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(grouped(0.0), "0");
+        assert_eq!(grouped(999.4), "999");
+        assert_eq!(grouped(1000.0), "1 000");
+        assert_eq!(grouped(1_234_567.0), "1 234 567");
+        assert_eq!(grouped(-45_000.0), "-45 000");
+    }
 }
