@@ -121,6 +121,15 @@ pub enum Reason {
     SystemCatalog(String),
     /// `EXPLAIN ANALYZE` executes the statement.
     ExplainAnalyze,
+    /// A plain `EXPLAIN`: its output depends on planner statistics, which change
+    /// without a write.
+    Explain,
+    /// `SHOW` reads a server or session setting.
+    Show,
+    /// sqlparser reads a construct differently from Postgres, so two texts with
+    /// different results could share a canonical text (e.g. `0x1F`, which sqlparser
+    /// prints as the bit string `X'1F'`). Holds the construct.
+    Misread(String),
     /// The text holds more than one statement.
     MultipleStatements,
     /// `FROM ONLY t`: sqlparser reads it as a table named `only`, so the read set would
@@ -155,6 +164,9 @@ impl fmt::Display for Reason {
             Reason::TempTable(name) => write!(f, "temporary table {name}"),
             Reason::SystemCatalog(name) => write!(f, "system catalog {name}"),
             Reason::ExplainAnalyze => f.write_str("EXPLAIN ANALYZE"),
+            Reason::Explain => f.write_str("EXPLAIN (plan depends on statistics)"),
+            Reason::Show => f.write_str("SHOW (session setting)"),
+            Reason::Misread(what) => write!(f, "misread by sqlparser: {what}"),
             Reason::MultipleStatements => f.write_str("multiple statements"),
             Reason::FromOnly => f.write_str("FROM ONLY (misparsed by sqlparser)"),
             Reason::TooLarge { len, cap } => write!(f, "SQL too large ({len} bytes > {cap})"),
@@ -176,7 +188,9 @@ pub struct Analysis {
     /// deduplicated.
     pub writes: Vec<RelationName>,
     /// `true` when the statement may write relations it does not name (unparseable
-    /// write-like text, `CALL`, `DO`): the cache invalidates everything.
+    /// write-like text, `CALL`, `DO`, `EXECUTE`, and DDL whose effect on existing
+    /// results has no relation name: `CREATE OR REPLACE FUNCTION`, `GRANT`, `DROP
+    /// SCHEMA`, `TRUNCATE … CASCADE`, …): the cache invalidates everything.
     pub writes_unknown: bool,
     /// Functions the statement calls that are not known builtins (folded, sorted,
     /// deduplicated); the cache checks their volatility in `pg_proc`.

@@ -1,0 +1,282 @@
+//! The full analysis of one text: size cap, case fold, parse, visit, canonicalize,
+//! fingerprint.
+
+use std::ops::Range;
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Location;
+
+use super::analysis::{Analysis, Dialect, Reason, Verdict};
+use super::analyze::{Facts, facts};
+use super::canonical::{Cut, canonical_without_cut, canonicalize};
+use super::fallback::unparsed;
+use super::fingerprint::fingerprint;
+use super::lexer::{Lexeme, Lexer, TokenKind, fold_case, leading_keyword};
+use super::stack::dismantle;
+
+/// Default cap on the length of a statement text: 64 KiB. Longer texts are not parsed
+/// (research §3.7: a left-deep `1+1+…` chain of ~100 KB overflows a 2 MiB stack when
+/// sqlparser's AST is dropped).
+pub const DEFAULT_MAX_LEN: usize = 64 * 1024;
+
+/// How to analyze statement texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnalyzeOptions {
+    /// SQL dialect. Default: [`Dialect::Postgres`].
+    pub dialect: Dialect,
+    /// Longest text parsed, in bytes. Default: [`DEFAULT_MAX_LEN`] (64 KiB).
+    pub max_len: usize,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            dialect: Dialect::Postgres,
+            max_len: DEFAULT_MAX_LEN,
+        }
+    }
+}
+
+/// Analyze one statement text with the default size cap (64 KiB).
+///
+/// Never panics; text that does not parse, or is over the cap, gets an uncacheable
+/// verdict (and, when it may write, `writes_unknown`).
+///
+/// ```
+/// use querycache::sql::{analyze, Dialect, StatementKind};
+/// let a = analyze("select * from Film f join film_actor fa using (film_id) where f.film_id = 42", Dialect::Postgres);
+/// assert_eq!(a.kind, StatementKind::Read);
+/// assert_eq!(a.canonical, "SELECT * FROM film AS f JOIN film_actor AS fa USING(film_id) WHERE f.film_id = 42");
+/// assert!(a.is_cacheable());
+/// ```
+pub fn analyze(sql: &str, dialect: Dialect) -> Analysis {
+    analyze_with(
+        sql,
+        &AnalyzeOptions {
+            dialect,
+            ..AnalyzeOptions::default()
+        },
+    )
+}
+
+/// Analyze one statement text with explicit options. See [`analyze`].
+pub fn analyze_with(sql: &str, options: &AnalyzeOptions) -> Analysis {
+    run(sql, options).analysis
+}
+
+/// A full analysis, plus what the memo needs to build a template.
+pub(crate) struct Outcome {
+    pub analysis: Analysis,
+    /// The canonical text cut at its literals, with each literal's byte range in the
+    /// original text (`None` when the range is unknown). `None` when the text did not
+    /// parse or could not be cut.
+    pub cut: Option<(Cut, Vec<Option<Range<usize>>>)>,
+}
+
+/// What the parser saw: the (rewritten) folded text and how its byte offsets map to
+/// the original text's.
+struct Parsed {
+    text: String,
+    /// Parsed-text offset minus original-text offset, for offsets at or after `from`.
+    shift: isize,
+    from: usize,
+    statements: Vec<Statement>,
+}
+
+fn parse_text(text: &str) -> Result<Vec<Statement>, ParserError> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(text)?
+        .parse_statements()
+}
+
+/// Parse the folded text. `TABLE t` at the start of the text, which sqlparser rejects,
+/// is parsed as its Postgres equivalent `SELECT * FROM t`.
+fn parse(folded: String) -> Result<Parsed, ParserError> {
+    match parse_text(&folded) {
+        Ok(statements) => Ok(Parsed {
+            text: folded,
+            shift: 0,
+            from: 0,
+            statements,
+        }),
+        Err(error) => {
+            let table_end = Lexer::new(&folded).find_map(|l| match l {
+                Lexeme::Token(TokenKind::Word, r) if &folded[r.clone()] == "table" => Some(r.end),
+                Lexeme::Space(_) | Lexeme::Comment(_) => None,
+                _ => Some(0),
+            });
+            let Some(table_end @ 1..) = table_end else {
+                return Err(error);
+            };
+            const PREFIX: &str = "select * from";
+            let text = format!("{PREFIX}{}", &folded[table_end..]);
+            let statements = parse_text(&text).map_err(|_| error)?;
+            Ok(Parsed {
+                text,
+                shift: PREFIX.len() as isize - table_end as isize,
+                from: table_end,
+                statements,
+            })
+        }
+    }
+}
+
+impl Parsed {
+    /// Byte offset in the original text of a parser location (line and column in
+    /// characters, 1-based) in the parsed text.
+    fn offset(&self, line_starts: &[usize], at: Location) -> Option<usize> {
+        let line_start = *line_starts.get((at.line as usize).checked_sub(1)?)?;
+        let column = (at.column as usize).checked_sub(1)?;
+        let in_line = self.text[line_start..]
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(self.text.len() - line_start))
+            .nth(column)?;
+        let parsed = (line_start + in_line) as isize;
+        let original = parsed - self.shift;
+        (original >= self.from as isize).then_some(original as usize)
+    }
+
+    fn literal_ranges(&self, cut: &Cut) -> Vec<Option<Range<usize>>> {
+        let line_starts: Vec<usize> = std::iter::once(0)
+            .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        cut.literals
+            .iter()
+            .map(|l| {
+                let start = self.offset(&line_starts, l.span.start)?;
+                let end = self.offset(&line_starts, l.span.end)?;
+                (start < end).then_some(start..end)
+            })
+            .collect()
+    }
+}
+
+/// `0x1F`: sqlparser reads it as the bit string `X'1F'`; Postgres 15 as `0 AS x1F`,
+/// Postgres 16 as 31.
+fn has_hex_number(text: &str) -> bool {
+    Lexer::new(text).any(|l| matches!(l, Lexeme::Token(TokenKind::OtherLiteral, r) if text[r.clone()].starts_with("0x")))
+}
+
+/// `FROM ONLY`, `JOIN ONLY` or `, ONLY` in the text (sqlparser rejects or misreads it).
+fn has_from_only(folded: &str) -> bool {
+    let mut previous = "";
+    for lexeme in Lexer::new(folded) {
+        if let Lexeme::Token(kind, range) = lexeme {
+            let text = &folded[range];
+            if kind == TokenKind::Word
+                && text == "only"
+                && matches!(previous, "from" | "join" | ",")
+            {
+                return true;
+            }
+            previous = text;
+        }
+    }
+    false
+}
+
+fn build(facts: Facts, canonical: String, shape: &str, literals: Vec<String>) -> Analysis {
+    let verdict = match facts.verdict() {
+        Some(reason) => Verdict::Uncacheable(reason),
+        None => Verdict::Cacheable,
+    };
+    Analysis {
+        kind: facts.kind,
+        reads: facts.reads.into_iter().collect(),
+        writes: facts.writes.into_iter().collect(),
+        writes_unknown: facts.writes_unknown,
+        functions: facts.functions.into_iter().collect(),
+        fingerprint: fingerprint(&canonical),
+        canonical,
+        shape: fingerprint(shape),
+        literals,
+        verdict,
+    }
+}
+
+/// Analysis of text that is not parsed: canonical text empty, both fingerprints the
+/// xxh3-128 of the raw text (so different texts never share one).
+fn unparsed_analysis(sql: &str, facts: Facts) -> Analysis {
+    let mut analysis = build(facts, String::new(), "", Vec::new());
+    analysis.fingerprint = fingerprint(sql);
+    analysis.shape = analysis.fingerprint;
+    analysis
+}
+
+/// The full analysis of one text.
+pub(crate) fn run(sql: &str, options: &AnalyzeOptions) -> Outcome {
+    let Dialect::Postgres = options.dialect;
+    if sql.len() > options.max_len {
+        let reason = Reason::TooLarge {
+            len: sql.len(),
+            cap: options.max_len,
+        };
+        let message = format!("{} bytes over the {}-byte cap", sql.len(), options.max_len);
+        return Outcome {
+            analysis: unparsed_analysis(sql, unparsed(sql, reason, &message)),
+            cut: None,
+        };
+    }
+    let folded = fold_case(sql);
+    let from_only = has_from_only(&folded);
+    let mut parsed = match parse(folded) {
+        Ok(parsed) if !parsed.statements.is_empty() => parsed,
+        Ok(_) => {
+            let reason = Reason::ParseError("empty statement".to_owned());
+            return Outcome {
+                analysis: unparsed_analysis(sql, unparsed(sql, reason, "empty statement")),
+                cut: None,
+            };
+        }
+        Err(error) => {
+            // The folded text's error names folded tokens; report the one for the
+            // text as written (the same error, since folding keeps the parse).
+            let message = parse_text(sql).err().unwrap_or(error).to_string();
+            let message = message
+                .strip_prefix("sql parser error: ")
+                .unwrap_or(&message);
+            let reason = if from_only
+                && leading_keyword(sql).is_some_and(|k| k != "delete" && k != "update")
+            {
+                Reason::FromOnly
+            } else {
+                Reason::ParseError(message.to_owned())
+            };
+            return Outcome {
+                analysis: unparsed_analysis(sql, unparsed(sql, reason, message)),
+                cut: None,
+            };
+        }
+    };
+    let mut facts = facts(&parsed.statements);
+    if has_hex_number(sql) {
+        facts.reasons.push(Reason::Misread("0x… number".to_owned()));
+    }
+    let outcome = match canonicalize(&parsed.text, &mut parsed.statements) {
+        Some(cut) => {
+            if !cut.complete() {
+                facts
+                    .reasons
+                    .push(Reason::Misread("literal not printed".to_owned()));
+            }
+            let analysis = build(facts, cut.canonical(), &cut.shape(), cut.ordered_literals());
+            let ranges = parsed.literal_ranges(&cut);
+            Outcome {
+                analysis,
+                cut: Some((cut, ranges)),
+            }
+        }
+        None => {
+            let (canonical, shape, literals) = canonical_without_cut(&mut parsed.statements);
+            Outcome {
+                analysis: build(facts, canonical, &shape, literals),
+                cut: None,
+            }
+        }
+    };
+    dismantle(parsed.statements, sql.len());
+    outcome
+}
