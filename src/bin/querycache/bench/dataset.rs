@@ -4,9 +4,9 @@
 
 use super::error::{Error, Result};
 use super::progress::Progress;
-use querycache::datasets::pgbench;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use querycache::datasets::{pagila, pgbench};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use std::path::{Path, PathBuf};
 
 /// Which dataset to benchmark, as chosen on the command line.
@@ -103,10 +103,10 @@ pub async fn prepare(
             .fetch_one(&mut admin)
             .await?;
     let complete = exists && !source.reload && {
-        let mut conn = PgConnection::connect_with(&options).await?;
-        let loaded = is_loaded(&mut conn, source).await?;
-        conn.close().await?;
-        loaded
+        let pool = loader_pool(&options).await?;
+        let complete = is_complete(&pool, source).await;
+        pool.close().await;
+        complete?
     };
     if !complete {
         // The name comes from our own constants and a number: safe to splice.
@@ -118,9 +118,10 @@ pub async fn prepare(
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut admin)
             .await?;
-        let mut conn = PgConnection::connect_with(&options).await?;
-        load(&mut conn, source, &name, progress).await?;
-        conn.close().await?;
+        let pool = loader_pool(&options).await?;
+        let loaded = load(&pool, source, &name, progress).await;
+        pool.close().await;
+        loaded?;
     }
     let mut conn = PgConnection::connect_with(&options).await?;
     let dataset = match source.kind {
@@ -134,19 +135,35 @@ pub async fn prepare(
     Ok((dataset, options))
 }
 
-async fn is_loaded(conn: &mut PgConnection, source: &Source) -> Result<bool> {
+/// A small pool on the dataset's database for the loaders.
+async fn loader_pool(options: &PgConnectOptions) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.clone())
+        .await?)
+}
+
+/// Whether the database holds a complete load: our marker (written after the loader
+/// returned) is there, and the loader agrees.
+async fn is_complete(pool: &PgPool, source: &Source) -> Result<bool> {
+    let marked: bool =
+        sqlx::query_scalar("SELECT to_regclass('querycache_bench_loaded') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !marked {
+        return Ok(false);
+    }
     Ok(match source.kind {
-        DatasetKind::Pgbench => pgbench::is_loaded(conn, source.scale).await?,
-        DatasetKind::Pagila => false,
+        DatasetKind::Pgbench => {
+            pgbench::is_loaded(&mut *pool.acquire().await?, source.scale).await?
+        }
+        DatasetKind::Pagila => pagila::is_loaded(pool).await?,
     })
 }
 
-async fn load(
-    conn: &mut PgConnection,
-    source: &Source,
-    name: &str,
-    progress: &Progress,
-) -> Result<()> {
+/// Loads the dataset into the (new, empty) database behind `pool`, then writes the
+/// marker `querycache_bench_loaded` last.
+async fn load(pool: &PgPool, source: &Source, name: &str, progress: &Progress) -> Result<()> {
     match source.kind {
         DatasetKind::Pgbench => {
             let rows = pgbench::row_count(source.scale);
@@ -155,16 +172,37 @@ async fn load(
                 rows,
                 "rows",
             );
-            pgbench::load(conn, source.scale, &mut |done| stage.set_position(done)).await?;
+            let mut conn = pool.acquire().await?;
+            pgbench::load(&mut conn, source.scale, &mut |done| {
+                stage.set_position(done)
+            })
+            .await?;
             stage.finish(&format!("{rows} rows"));
         }
         DatasetKind::Pagila => {
-            return Err(Error::Usage(format!(
-                "the pagila loader is not merged yet (data dir {})",
-                source.data_dir.display()
-            )));
+            let dir = &source.data_dir;
+            let stage = progress.stage(
+                format!("loading pagila from {} into {name}", dir.display()),
+                1,
+                "steps",
+            );
+            let report = pagila::load(pool, dir).await?;
+            let rows: u64 = report.rows_copied.iter().map(|(_, rows)| rows).sum();
+            let skipped: Vec<&str> = report.skipped.iter().map(|s| s.object.as_str()).collect();
+            stage.finish(&format!(
+                "{} objects, {rows} rows; skipped (need a newer server): {}",
+                report.objects_loaded,
+                if skipped.is_empty() {
+                    "none".to_owned()
+                } else {
+                    skipped.join(", ")
+                }
+            ));
         }
     }
+    sqlx::query("CREATE TABLE querycache_bench_loaded AS SELECT now() AS loaded_at")
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
