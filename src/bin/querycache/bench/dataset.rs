@@ -18,6 +18,16 @@ pub enum DatasetKind {
     Pagila,
 }
 
+impl DatasetKind {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pgbench => "pgbench",
+            Self::Pagila => "pagila",
+        }
+    }
+}
+
 /// What to load and whether to force it.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -59,6 +69,14 @@ pub enum Dataset {
 }
 
 impl Dataset {
+    /// Which dataset this is.
+    pub fn kind(&self) -> DatasetKind {
+        match self {
+            Self::Pgbench { .. } => DatasetKind::Pgbench,
+            Self::Pagila { .. } => DatasetKind::Pagila,
+        }
+    }
+
     /// The name in the output: `pgbench-s10`, `pagila`.
     pub fn label(&self) -> String {
         match self {

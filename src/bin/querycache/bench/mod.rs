@@ -123,7 +123,8 @@ pub fn run(args: Args) -> ExitCode {
 impl Args {
     /// The workloads to run: the ones asked for (each must be defined on the dataset),
     /// or all defined on it, in suite order.
-    fn workloads(&self, dataset: &Dataset) -> Result<Vec<Workload>> {
+    fn workloads(&self) -> Result<Vec<Workload>> {
+        let dataset = self.dataset;
         if self.workloads.is_empty() {
             return Ok(Workload::ALL
                 .into_iter()
@@ -134,7 +135,7 @@ impl Args {
             return Err(Error::Usage(format!(
                 "workload {} is not defined on dataset {}",
                 w.name(),
-                dataset.label()
+                dataset.name()
             )));
         }
         Ok(self.workloads.clone())
@@ -153,8 +154,8 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
             .unwrap_or_else(dataset::default_pagila_dir),
         reload: args.reload,
     };
+    let workloads = args.workloads()?;
     let (dataset, options) = dataset::prepare(&server, &source, &progress).await?;
-    let workloads = args.workloads(&dataset)?;
     let pool = PgPoolOptions::new()
         .max_connections(args.clients)
         .min_connections(args.clients)
