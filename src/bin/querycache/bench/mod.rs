@@ -17,15 +17,17 @@ mod workloads;
 use dataset::{Dataset, DatasetKind, Source};
 use error::{Error, Result};
 use progress::Progress;
+use querycache::QueryCache;
 use report::Row;
 use runner::{Measured, Timing};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use target::{Plain, Target};
+use target::{Cached, Plain, Target};
 use workloads::{Plan, Workload};
 
 /// Exit status when the freshness audit saw at least one stale read.
@@ -80,6 +82,10 @@ pub struct Args {
     /// Also write the results to FILE as a JSON list (one object per workload).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Memory budget of the cache's memory tier, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    cache_memory: u64,
 
     /// Seed of the clients' random streams.
     #[arg(long, default_value_t = 42)]
@@ -178,16 +184,9 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
             "uncached",
         )
         .await?;
-        // TODO(cache merge): the cached target replaces this second plain run.
-        let cached = measure(
-            &Plain(pool.clone()),
-            workload,
-            &dataset,
-            timing,
-            &progress,
-            "cached",
-        )
-        .await?;
+        // A fresh cache per workload: its counters and hit ratio are that workload's.
+        let cache = Cached(build_cache(pool.clone(), args).await?);
+        let cached = measure(&cache, workload, &dataset, timing, &progress, "cached").await?;
         rows.push(Row::new(
             workload.name(),
             dataset.label(),
@@ -202,6 +201,16 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
         report::write_json(&rows, path)?;
     }
     Ok(rows)
+}
+
+/// A cache over `pool` with the memory budget of `--cache-memory` (and invalidation
+/// disabled under the hidden testing flag).
+async fn build_cache(pool: PgPool, args: &Args) -> Result<QueryCache<Postgres>> {
+    let mut builder = QueryCache::builder(pool).memory_capacity(args.cache_memory << 20);
+    if args.unsafe_disable_invalidation {
+        builder = builder.disable_invalidation_for_testing();
+    }
+    Ok(builder.build().await?)
 }
 
 /// One run of `workload` against `target`, with fresh audit floors and a progress bar.

@@ -3,14 +3,31 @@
 //! same client code and differ only in where a read or write goes.
 
 use super::error::Result;
+use querycache::{CachedQuery, CachedTransaction, QueryCache};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::{Query, QueryAs};
 use sqlx::{FromRow, PgPool, Postgres};
 use std::future::Future;
 
-/// A row type a workload reads: decodable by sqlx (and storable by the cache).
-pub trait BenchRow: for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static {}
-impl<T> BenchRow for T where T: for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static {}
+/// A row type a workload reads: decodable by sqlx and storable by the cache (the
+/// cache's `CacheValue` bounds, which the crate does not export by name).
+pub trait BenchRow:
+    for<'r> FromRow<'r, PgRow> + Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static
+{
+}
+impl<T> BenchRow for T where
+    T: for<'r> FromRow<'r, PgRow>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Send
+        + Sync
+        + Unpin
+        + 'static
+{
+}
 
 /// A statement with its binds, as workloads build them (`&'static str` SQL: no per-op
 /// allocation of the text).
@@ -137,5 +154,55 @@ impl TargetTx for sqlx::Transaction<'static, Postgres> {
 
     async fn commit(self) -> Result<()> {
         Ok(sqlx::Transaction::commit(self).await?)
+    }
+}
+
+/// The same pool behind a `QueryCache`: reads through `fetch_*_cached`, writes through
+/// the cache's pass-through executor (which invalidates before it returns).
+#[derive(Debug, Clone)]
+pub struct Cached(pub QueryCache<Postgres>);
+
+impl Target for Cached {
+    type Tx = CachedTransaction<Postgres>;
+
+    async fn read_one<R: BenchRow>(&self, q: TypedStatement<R>) -> Result<R> {
+        Ok(q.fetch_one_cached(&self.0).await?)
+    }
+
+    async fn read_all<R: BenchRow>(&self, q: TypedStatement<R>) -> Result<Vec<R>> {
+        Ok(q.fetch_all_cached(&self.0).await?)
+    }
+
+    async fn write_one<R: BenchRow>(&self, q: TypedStatement<R>) -> Result<R> {
+        Ok(q.fetch_one(&self.0).await?)
+    }
+
+    async fn begin(&self) -> Result<Self::Tx> {
+        Ok(self.0.begin().await?)
+    }
+
+    fn counters(&self) -> CacheCounters {
+        let stats = self.0.stats();
+        CacheCounters {
+            hits: stats.hits,
+            misses: stats.misses,
+            stale_fills_refused: stats.stale_fills_refused,
+            invalidations: stats.invalidations,
+        }
+    }
+}
+
+impl TargetTx for CachedTransaction<Postgres> {
+    async fn execute(&mut self, q: Statement) -> Result<()> {
+        q.execute(&mut *self).await?;
+        Ok(())
+    }
+
+    async fn fetch_one<R: BenchRow>(&mut self, q: TypedStatement<R>) -> Result<R> {
+        Ok(q.fetch_one(&mut *self).await?)
+    }
+
+    async fn commit(self) -> Result<()> {
+        Ok(CachedTransaction::commit(self).await?)
     }
 }
