@@ -125,3 +125,41 @@ fn the_audit_finds_stale_reads_only_when_invalidation_is_disabled() {
         );
     }
 }
+
+#[test]
+fn every_pagila_workload_runs_through_the_cache_without_a_stale_read() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "--dataset",
+        "pagila",
+        "--duration",
+        "1",
+        "--warmup",
+        "1",
+        "--clients",
+        "2",
+    ];
+    let (status, rows) = bench(&url, &dir.path().join("pagila.json"), &args);
+    assert!(status.success(), "{status}");
+    let names: Vec<&Value> = rows.iter().map(|row| field(row, "workload")).collect();
+    assert_eq!(
+        names,
+        ["point-zipf", "read-mostly", "reporting", "write-heavy"]
+    );
+    for row in &rows {
+        assert_eq!(field(row, "dataset"), "pagila");
+        assert_eq!(field(row, "stale_reads"), 0, "{row}");
+        assert!(
+            field(row, "cached_ops_s").as_f64().expect("a number") > 0.0,
+            "{row}"
+        );
+    }
+    let reporting = &rows[2];
+    assert!(
+        field(reporting, "hit_ratio").as_f64().expect("a number") > 0.5,
+        "read-only reports repeat, so most are hits: {reporting}"
+    );
+}
