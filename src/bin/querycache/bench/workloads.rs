@@ -5,6 +5,7 @@ use super::audit::{self, Floors};
 use super::dataset::{Dataset, DatasetKind};
 use super::error::{Error, Result};
 use super::target::{Target, TargetTx};
+use querycache::datasets::pgbench;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -217,16 +218,16 @@ impl Plan {
         }
         let (keys, audited) = match *dataset {
             Dataset::Pgbench { scale } => {
-                let accounts = u64::from(scale) * querycache::datasets::pgbench::ACCOUNTS_PER_SCALE;
+                let accounts = u64::from(scale) * pgbench::ACCOUNTS_PER_SCALE;
                 let count = |per: u64| {
                     i32::try_from(u64::from(scale) * per)
                         .map_err(|_| Error::Usage(format!("scale {scale} is too large")))
                 };
                 let keys = Keys::Pgbench {
                     accounts: ZipfKeys::new(accounts)?,
-                    branches: count(querycache::datasets::pgbench::BRANCHES_PER_SCALE)?,
-                    tellers: count(querycache::datasets::pgbench::TELLERS_PER_SCALE)?,
-                    account_count: count(querycache::datasets::pgbench::ACCOUNTS_PER_SCALE)?,
+                    branches: count(pgbench::BRANCHES_PER_SCALE)?,
+                    tellers: count(pgbench::TELLERS_PER_SCALE)?,
+                    account_count: count(pgbench::ACCOUNTS_PER_SCALE)?,
                 };
                 (keys, accounts)
             }
