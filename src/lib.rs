@@ -10,7 +10,9 @@
 //! ```
 //!
 //! - [`sql`]: the parse-based normalizer (sqlparser): statement kind, read set, write
-//!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128).
+//!   set, cacheability verdict, canonical text, key and shape fingerprints (xxh3-128);
+//!   [`sql::StatementMemo`] parses each distinct text once, and a new literal variant
+//!   of a known shape not at all.
 //! - [`freshness`]: the catalog dependency closure (which relations a write can change)
 //!   and function volatility, loaded from Postgres's catalogs.
 //! - [`datasets`]: sample datasets used by `querycache bench` and the test suite (Pagila;

@@ -8,7 +8,6 @@ use common::{exec, rel};
 
 use querycache::freshness::{Catalog, Volatility, parse_search_path};
 use querycache::sql::RelationName;
-use sqlx::PgPool;
 
 #[tokio::test]
 async fn search_path_resolution_agrees_with_postgres() {

@@ -271,9 +271,15 @@ async fn read<DB: Driver, T: CacheValue>(
         options,
     } = request;
     let arguments = arguments.map_err(sqlx::Error::Encode)?;
+    // Borrow the cache on the hot path: cloning the handle would bump the shared
+    // `Arc`'s count, a cache line every core's hits would then contend on.
+    let owned;
     let (cache, mut tx) = match target {
-        Target::Cache(cache) => (cache.clone(), None),
-        Target::Transaction(tx) => (tx.cache().clone(), Some(tx)),
+        Target::Cache(cache) => (cache, None),
+        Target::Transaction(tx) => {
+            owned = tx.cache().clone();
+            (&owned, Some(tx))
+        }
     };
     let plan = cache.plan(sql.as_str());
 
@@ -299,7 +305,7 @@ async fn read<DB: Driver, T: CacheValue>(
                 .await
             }
             None => {
-                let _writes = WriteGuard::new(&cache, &plan);
+                let _writes = WriteGuard::new(cache, &plan);
                 run(Conn::Pool(&cache.0.pool), sql, arguments, decode, shape).await
             }
         };
@@ -314,7 +320,7 @@ async fn read<DB: Driver, T: CacheValue>(
     );
     // The snapshot that makes the fill safe: taken before the query runs.
     let stamp = inner.generations.stamp(&plan.reads);
-    if let Some(rows) = memory_hit::<DB, T>(&cache, key, &plan, stamp) {
+    if let Some(rows) = memory_hit::<DB, T>(cache, key, &plan, stamp) {
         inner.metrics.hits.incr();
         return Ok(rows);
     }
@@ -368,7 +374,7 @@ async fn read<DB: Driver, T: CacheValue>(
     if let Some(hook) = &inner.config.before_fill {
         hook(key).await;
     }
-    fill(&cache, key, &plan, stamp, &rows, options.ttl);
+    fill(cache, key, &plan, stamp, &rows, options.ttl);
     let shared: Arc<dyn Any + Send + Sync> = Arc::new(Arc::clone(&rows));
     leader.complete(shared);
     Ok(rows)

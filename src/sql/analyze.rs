@@ -6,9 +6,9 @@
 //! references (resolved with a scope stack, so a CTE that shadows a table hides it
 //! only where it is visible, and a recursive CTE reads only its base tables); writes
 //! are decided per statement in `pre_visit_statement`, which also sees DML nested in
-//! CTEs. The text reaching sqlparser is case-folded already (`lexer::fold_case`), so
-//! identifiers here are folded except when quoted.
+//! CTEs. Identifiers are folded as Postgres folds them ([`ident`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
@@ -106,7 +106,7 @@ fn rank(kind: StatementKind) -> u8 {
     }
 }
 
-/// Analyze parsed statements (from case-folded text).
+/// Analyze parsed statements.
 pub(crate) fn facts(statements: &[Statement]) -> Facts {
     let mut all: Option<Facts> = None;
     for statement in statements {
@@ -312,17 +312,30 @@ struct Analyzer {
     nested_dml: bool,
 }
 
-/// An identifier as folded: the text was case-folded before parsing, so only quoted
-/// identifiers can hold upper case, and those are kept as written.
-fn ident(ident: &Ident) -> &str {
-    &ident.value
+/// An identifier folded as Postgres folds it: unquoted → ASCII lower case, quoted
+/// kept as written.
+pub(crate) fn ident(ident: &Ident) -> Cow<'_, str> {
+    if ident.quote_style.is_none() && ident.value.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(ident.value.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(&ident.value)
+    }
+}
+
+/// A name sqlparser keeps as a plain string (`TABLE t` in a set operation): quoted
+/// (`"T"`) kept as written, otherwise folded.
+fn plain_name(name: &str) -> String {
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => name.to_ascii_lowercase(),
+    }
 }
 
 fn parts(name: &ObjectName) -> Vec<String> {
     name.0
         .iter()
         .map(|part| match part {
-            ObjectNamePart::Identifier(i) => ident(i).to_owned(),
+            ObjectNamePart::Identifier(i) => ident(i).into_owned(),
             other => other.to_string(),
         })
         .collect()
@@ -339,7 +352,7 @@ pub(crate) fn relation_name(name: &ObjectName) -> RelationName {
 
 /// sqlparser reads `FROM ONLY t` as table `only` with alias `t` (research §3.5).
 fn only_misread(name: &ObjectName) -> bool {
-    matches!(name.0.as_slice(), [ObjectNamePart::Identifier(i)] if i.quote_style.is_none() && i.value == "only")
+    matches!(name.0.as_slice(), [ObjectNamePart::Identifier(i)] if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("only"))
 }
 
 fn argument_count(args: &FunctionArguments) -> usize {
@@ -388,6 +401,7 @@ impl Analyzer {
             return false;
         };
         let n = ident(i);
+        let n = n.as_ref();
         self.frames
             .iter()
             .rev()
@@ -406,7 +420,7 @@ impl Analyzer {
                     self.skip.push(name);
                     self.facts
                         .writes
-                        .insert(RelationName::new(None, ident(&alias.name)));
+                        .insert(RelationName::new(None, &ident(&alias.name)));
                 }
                 _ => self.facts.writes_unknown = true,
             },
@@ -525,9 +539,10 @@ impl Analyzer {
         match body {
             SetExpr::Table(table) => {
                 if let Some(name) = &table.table_name {
+                    let schema = table.schema_name.as_deref().map(plain_name);
                     self.facts
                         .reads
-                        .insert(RelationName::new(table.schema_name.as_deref(), name));
+                        .insert(RelationName::new(schema.as_deref(), &plain_name(name)));
                 }
             }
             SetExpr::SetOperation { left, right, .. } => {
@@ -651,7 +666,7 @@ impl Visitor for Analyzer {
         if let Some(with) = &query.with {
             frame.recursive = with.recursive;
             for cte in &with.cte_tables {
-                frame.names.push(ident(&cte.alias.name).to_owned());
+                frame.names.push(ident(&cte.alias.name).into_owned());
                 frame.bodies.push(&*cte.query as *const Query);
             }
             frame.visible = frame.names.len();
@@ -681,13 +696,15 @@ impl Visitor for Analyzer {
             for target in &into.targets {
                 match target {
                     Expr::Identifier(i) => {
-                        self.facts.writes.insert(RelationName::new(None, ident(i)));
+                        self.facts.writes.insert(RelationName::new(None, &ident(i)));
                     }
                     Expr::CompoundIdentifier(v) => {
                         let n = v.len();
                         let schema = (n >= 2).then(|| ident(&v[n - 2]));
-                        let name = v.last().map_or("", ident);
-                        self.facts.writes.insert(RelationName::new(schema, name));
+                        let name = v.last().map(ident).unwrap_or_default();
+                        self.facts
+                            .writes
+                            .insert(RelationName::new(schema.as_deref(), &name));
                     }
                     _ => self.facts.writes_unknown = true,
                 }
@@ -716,7 +733,7 @@ impl Visitor for Analyzer {
                     if let Some(alias) = alias {
                         self.facts
                             .reads
-                            .insert(RelationName::new(None, ident(&alias.name)));
+                            .insert(RelationName::new(None, &ident(&alias.name)));
                     }
                 }
                 if sample.is_some() {

@@ -1,9 +1,9 @@
-//! Canonical text: sqlparser's `Display` of the statements parsed from case-folded
-//! text, cut at every literal.
+//! Canonical text: sqlparser's `Display` of the parsed statements, identifiers
+//! folded, cut at every literal.
 //!
 //! `Display` upper-cases keywords, collapses whitespace and drops comments (research
-//! §3.4); the text was case-folded before parsing, so unquoted identifiers come out
-//! lower case and quoted ones as written. To know where each literal lands, a
+//! §3.4); a `VisitorMut` folds unquoted identifiers to lower case first (Postgres
+//! folding; quoted ones are kept as written). To know where each literal lands, a
 //! `VisitorMut` replaces every literal with a sentinel placeholder before `Display`;
 //! the output is then cut at the sentinels into `pieces`, and the canonical text is
 //! `pieces[0] lit pieces[1] lit …` with each literal rendered by its own `Display`.
@@ -133,7 +133,8 @@ enum Mode {
     Strip(Vec<bool>),
 }
 
-/// Replaces every literal of the AST, and pre-escapes quoted identifiers.
+/// Replaces every literal of the AST, folds unquoted identifiers and pre-escapes
+/// quoted ones.
 struct Literals {
     mode: Mode,
     literals: Vec<Literal>,
@@ -204,12 +205,17 @@ impl VisitorMut for Literals {
     }
 
     fn pre_visit_ident(&mut self, ident: &mut Ident) -> ControlFlow<()> {
+        if matches!(self.mode, Mode::Strip(_)) {
+            return ControlFlow::Continue(());
+        }
+        if ident.quote_style.is_none() {
+            ident.value.make_ascii_lowercase();
+        }
         // sqlparser's escaper prints a doubled quote as is and doubles a lone one
         // (unless after a backslash, where it prints it as is): with every quote
         // doubled beforehand, it prints the value with every quote doubled, which is
         // the faithful spelling.
         if let Some(quote @ ('"' | '\'')) = ident.quote_style
-            && !matches!(self.mode, Mode::Strip(_))
             && ident.value.contains(quote)
         {
             let doubled: String = [quote, quote].iter().collect();

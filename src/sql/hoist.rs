@@ -14,7 +14,10 @@
 
 use std::ops::Range;
 
+use sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace};
+
 use super::lexer::{Lexeme, Lexer, TokenKind};
+use super::spans::Locator;
 
 /// A text's shape key and the byte ranges of its hoisted literals, in text order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +86,78 @@ pub(crate) fn hoist(text: &str) -> Option<Hoisted> {
         key: xxhash_rust::xxh3::xxh3_128(&out),
         literals,
         strings,
+    })
+}
+
+/// What a byte range holds, for the lexemes the shape key transforms: hoisted
+/// literals, words (lower-cased) and comments (dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// A plain `'…'` string.
+    String,
+    /// A plain number.
+    Number,
+    /// An unquoted word.
+    Word,
+    /// A comment.
+    Comment,
+}
+
+/// Claims on a text: byte ranges and what they hold, in text order.
+pub(crate) type Claims = Vec<(Range<usize>, Claim)>;
+
+/// Our lexer's claims on `text`, in text order: the ranges the shape key transforms.
+pub(crate) fn claims(text: &str) -> Claims {
+    let mut out = Vec::new();
+    let mut after_punct = false;
+    for lexeme in Lexer::new(text) {
+        let is_punct = matches!(lexeme, Lexeme::Token(TokenKind::Punct, _));
+        match lexeme {
+            Lexeme::Token(TokenKind::String, r) => out.push((r, Claim::String)),
+            Lexeme::Token(TokenKind::Number, r) => out.push((r, Claim::Number)),
+            Lexeme::Token(TokenKind::Word, r) => out.push((r, Claim::Word)),
+            // A comment after punctuation is kept verbatim in the key.
+            Lexeme::Comment(r) if !after_punct => out.push((r, Claim::Comment)),
+            _ => {}
+        }
+        after_punct = is_punct;
+    }
+    out
+}
+
+/// sqlparser's claims on `text` from its tokens, in text order.
+pub(crate) fn sqlparser_claims<'t>(
+    text: &str,
+    tokens: impl Iterator<Item = &'t TokenWithSpan>,
+) -> Claims {
+    let locator = Locator::new(text);
+    tokens
+        .filter_map(|t| {
+            let claim = match &t.token {
+                Token::SingleQuotedString(_) => Claim::String,
+                Token::Number(_, false) => Claim::Number,
+                Token::Word(w) if w.quote_style.is_none() => Claim::Word,
+                Token::Whitespace(
+                    Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_),
+                ) => Claim::Comment,
+                _ => return None,
+            };
+            Some((
+                locator.byte(t.span.start)?..locator.byte(t.span.end)?,
+                claim,
+            ))
+        })
+        .collect()
+}
+
+/// `true` when every claim of ours is also sqlparser's: same range, same class. Then
+/// any text with the same shape key tokenizes, in sqlparser, into the same tokens
+/// except for the hoisted literals' values (see the module docs).
+pub(crate) fn agree(ours: &[(Range<usize>, Claim)], theirs: &[(Range<usize>, Claim)]) -> bool {
+    ours.iter().all(|(range, claim)| {
+        theirs
+            .binary_search_by_key(&range.start, |(r, _)| r.start)
+            .is_ok_and(|i| theirs[i] == (range.clone(), *claim))
     })
 }
 

@@ -9,10 +9,11 @@
 //! string, identifier or comment becomes one [`TokenKind::Unterminated`] token that
 //! runs to the end of the text (sqlparser rejects such text).
 //!
-//! Users: [`split_statements`](super::split_statements), case folding before the parse
-//! (`fold_case`), the memo's literal hoist (`shape`), and the leading-keyword fallback
-//! for text sqlparser cannot parse. Differential tests keep it in agreement with
-//! sqlparser's tokenizer.
+//! Users: [`split_statements`](super::split_statements), the memo's literal hoist
+//! (`hoist.rs`), and the leading-keyword fallback for text sqlparser cannot parse.
+//! Differential tests (`lexer_differential.rs`) keep it in agreement with sqlparser's
+//! tokenizer, and the memo checks the agreement on every text it builds a template
+//! from.
 
 use std::ops::Range;
 
@@ -151,13 +152,15 @@ impl<'a> Lexer<'a> {
         self.rest(start)
     }
 
-    fn digits(&mut self) -> (usize, bool) {
+    /// Digits (`is_digit`) with single `_` separators between them, as sqlparser's
+    /// `tokenize_number_part`. Returns the count of digits and whether a `_` was seen.
+    fn digits(&mut self, is_digit: fn(&u8) -> bool) -> (usize, bool) {
         let mut n = 0;
         let mut underscore = false;
         while let Some(b) = self.peek(0) {
-            if b.is_ascii_digit() {
+            if is_digit(&b) {
                 n += 1;
-            } else if b == b'_' && n > 0 && self.peek(1).is_some_and(|c| c.is_ascii_digit()) {
+            } else if b == b'_' && n > 0 && self.peek(1).is_some_and(|c| is_digit(&c)) {
                 underscore = true;
             } else {
                 break;
@@ -169,19 +172,17 @@ impl<'a> Lexer<'a> {
 
     /// A number starting at a digit or at `.` followed by a digit.
     fn number(&mut self, start: usize) -> Lexeme {
-        let (int_digits, mut odd) = self.digits();
+        let (int_digits, mut odd) = self.digits(u8::is_ascii_digit);
         if int_digits == 1 && self.bytes[start] == b'0' && self.peek(0) == Some(b'x') {
             self.pos += 1;
-            while self.peek(0).is_some_and(|b| b.is_ascii_hexdigit()) {
-                self.pos += 1;
-            }
+            self.digits(u8::is_ascii_hexdigit);
             return Lexeme::Token(TokenKind::OtherLiteral, start..self.pos);
         }
         let mut frac_digits = 0;
         let has_point = self.peek(0) == Some(b'.');
         if has_point {
             self.pos += 1;
-            let (n, u) = self.digits();
+            let (n, u) = self.digits(u8::is_ascii_digit);
             frac_digits = n;
             odd |= u;
         }
@@ -189,7 +190,7 @@ impl<'a> Lexer<'a> {
             let sign = usize::from(matches!(self.peek(1), Some(b'+' | b'-')));
             if self.peek(1 + sign).is_some_and(|b| b.is_ascii_digit()) {
                 self.pos += 1 + sign;
-                self.digits();
+                self.digits(u8::is_ascii_digit);
                 odd = true;
             }
         }
@@ -326,20 +327,6 @@ impl Iterator for Lexer<'_> {
     }
 }
 
-/// The text with every unquoted word lower-cased (ASCII only, as Postgres folds
-/// identifiers), byte for byte the same length, so byte offsets and sqlparser spans
-/// stay valid. Keywords are case-insensitive, so the parse is unchanged; identifiers
-/// come out folded without touching the AST.
-pub(crate) fn fold_case(text: &str) -> String {
-    let mut out = text.as_bytes().to_vec();
-    for lexeme in Lexer::new(text) {
-        if let Lexeme::Token(TokenKind::Word, range) = lexeme {
-            out[range].make_ascii_lowercase();
-        }
-    }
-    String::from_utf8(out).expect("ASCII lower-casing keeps UTF-8 valid")
-}
-
 /// Lower-cased first word of `text` after whitespace, comments and `(`, if any.
 pub(crate) fn leading_keyword(text: &str) -> Option<String> {
     for lexeme in Lexer::new(text) {
@@ -423,14 +410,6 @@ mod tests {
             let last = tokens(text).pop().expect("a token");
             assert_eq!(last.0, TokenKind::Unterminated, "{text}");
         }
-    }
-
-    #[test]
-    fn fold_case_lowers_words_only() {
-        assert_eq!(
-            fold_case("SELECT \"Foo\", Bar, 'Baz', E'Q' FROM T"),
-            "select \"Foo\", bar, 'Baz', E'Q' from t"
-        );
     }
 
     #[test]

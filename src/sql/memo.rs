@@ -14,7 +14,9 @@
 //!
 //! # The fast path equals the full analysis
 //!
-//! A template is built from one full analysis (the representative) and records, for
+//! A template is built from one full analysis (the representative) whose text our
+//! lexer and sqlparser's tokenizer read alike (every word, comment and hoisted literal
+//! we see is the same token to sqlparser: `hoist::agree`), and records, for
 //! every slot of the canonical text, which hoisted literal of the representative's
 //! text sqlparser turned into that literal: the AST literal's span must cover exactly
 //! the hoisted token, and its `Display` must equal the token's text (true for plain
@@ -35,7 +37,7 @@ use quick_cache::sync::Cache;
 use super::analysis::{Analysis, Reason};
 use super::canonical::Cut;
 use super::fingerprint::fingerprint;
-use super::hoist::{Hoisted, hoist};
+use super::hoist::{Hoisted, agree, claims, hoist};
 use super::pipeline::{AnalyzeOptions, run};
 use super::volatility::is_time_literal;
 
@@ -240,8 +242,10 @@ impl StatementMemo {
             return analysis;
         }
         self.full.fetch_add(1, Ordering::Relaxed);
-        let outcome = run(sql, &self.options);
-        if let (Some(hoisted), Some((cut, ranges))) = (&hoisted, &outcome.cut)
+        let outcome = run(sql, &self.options, hoisted.is_some());
+        if let (Some(hoisted), Some((cut, ranges)), Some(theirs)) =
+            (&hoisted, &outcome.cut, &outcome.claims)
+            && agree(&claims(sql), theirs)
             && let Some(template) = Template::build(sql, hoisted, &outcome.analysis, cut, ranges)
         {
             self.shapes.insert(hoisted.key, Arc::new(template));

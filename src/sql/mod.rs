@@ -17,9 +17,12 @@ mod fallback;
 mod fingerprint;
 mod hoist;
 mod lexer;
+#[cfg(test)]
+mod lexer_differential;
 mod memo;
 mod pg_functions;
 mod pipeline;
+mod spans;
 mod split;
 mod stack;
 mod volatility;

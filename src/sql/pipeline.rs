@@ -1,19 +1,21 @@
-//! The full analysis of one text: size cap, case fold, parse, visit, canonicalize,
-//! fingerprint.
+//! The full analysis of one text: size cap, parse, visit, canonicalize, fingerprint.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::Location;
+use sqlparser::tokenizer::{Location, Token};
 
 use super::analysis::{Analysis, Dialect, Reason, Verdict};
 use super::analyze::{Facts, facts};
 use super::canonical::{Cut, canonical_without_cut, canonicalize};
 use super::fallback::unparsed;
 use super::fingerprint::fingerprint;
-use super::lexer::{Lexeme, Lexer, TokenKind, fold_case, leading_keyword};
+use super::hoist::{Claims, sqlparser_claims};
+use super::lexer::{Lexeme, Lexer, TokenKind, leading_keyword};
+use super::spans::Locator;
 use super::stack::dismantle;
 
 /// Default cap on the length of a statement text: 64 KiB. Longer texts are not parsed
@@ -63,91 +65,101 @@ pub fn analyze(sql: &str, dialect: Dialect) -> Analysis {
 
 /// Analyze one statement text with explicit options. See [`analyze`].
 pub fn analyze_with(sql: &str, options: &AnalyzeOptions) -> Analysis {
-    run(sql, options).analysis
+    run(sql, options, false).analysis
 }
 
 /// A full analysis, plus what the memo needs to build a template.
 pub(crate) struct Outcome {
     pub analysis: Analysis,
     /// The canonical text cut at its literals, with each literal's byte range in the
-    /// original text (`None` when the range is unknown). `None` when the text did not
-    /// parse or could not be cut.
+    /// text (`None` when the range is unknown). `None` when the text did not parse or
+    /// could not be cut.
     pub cut: Option<(Cut, Vec<Option<Range<usize>>>)>,
+    /// sqlparser's tokens that the memo's shape key transforms, when asked for and the
+    /// text was parsed as written.
+    pub claims: Option<Claims>,
 }
 
-/// What the parser saw: the (rewritten) folded text and how its byte offsets map to
-/// the original text's.
-struct Parsed {
-    text: String,
+/// What the parser saw: the text (or its `TABLE` rewrite) and how its byte offsets
+/// map to the original text's.
+struct Parsed<'a> {
+    text: Cow<'a, str>,
     /// Parsed-text offset minus original-text offset, for offsets at or after `from`.
     shift: isize,
     from: usize,
     statements: Vec<Statement>,
+    claims: Option<Claims>,
 }
 
-fn parse_text(text: &str) -> Result<Vec<Statement>, ParserError> {
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(text)?
-        .parse_statements()
+/// Parse `text`; with `want_claims`, also classify the tokens the parser used.
+fn parse_text(
+    text: &str,
+    want_claims: bool,
+) -> Result<(Vec<Statement>, Option<Claims>), ParserError> {
+    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(text)?;
+    let statements = parser.parse_statements()?;
+    let claims = want_claims.then(|| {
+        let tokens = (0..)
+            .map(|i| parser.token_at(i))
+            .take_while(|t| t.token != Token::EOF);
+        sqlparser_claims(text, tokens)
+    });
+    Ok((statements, claims))
 }
 
-/// Parse the folded text. `TABLE t` at the start of the text, which sqlparser rejects,
-/// is parsed as its Postgres equivalent `SELECT * FROM t`.
-fn parse(folded: String) -> Result<Parsed, ParserError> {
-    match parse_text(&folded) {
-        Ok(statements) => Ok(Parsed {
-            text: folded,
+/// Parse the text. `TABLE t` at the start of the text, which sqlparser rejects, is
+/// parsed as its Postgres equivalent `SELECT * FROM t`.
+fn parse(sql: &str, want_claims: bool) -> Result<Parsed<'_>, ParserError> {
+    match parse_text(sql, want_claims) {
+        Ok((statements, claims)) => Ok(Parsed {
+            text: Cow::Borrowed(sql),
             shift: 0,
             from: 0,
             statements,
+            claims,
         }),
         Err(error) => {
-            let table_end = Lexer::new(&folded).find_map(|l| match l {
-                Lexeme::Token(TokenKind::Word, r) if &folded[r.clone()] == "table" => Some(r.end),
+            let table_end = Lexer::new(sql).find_map(|l| match l {
+                Lexeme::Token(TokenKind::Word, r)
+                    if sql[r.clone()].eq_ignore_ascii_case("table") =>
+                {
+                    Some(r.end)
+                }
                 Lexeme::Space(_) | Lexeme::Comment(_) => None,
                 _ => Some(0),
             });
             let Some(table_end @ 1..) = table_end else {
                 return Err(error);
             };
-            const PREFIX: &str = "select * from";
-            let text = format!("{PREFIX}{}", &folded[table_end..]);
-            let statements = parse_text(&text).map_err(|_| error)?;
+            const PREFIX: &str = "SELECT * FROM";
+            let text = format!("{PREFIX}{}", &sql[table_end..]);
+            let (statements, _) = parse_text(&text, false).map_err(|_| error)?;
             Ok(Parsed {
-                text,
+                text: Cow::Owned(text),
                 shift: PREFIX.len() as isize - table_end as isize,
                 from: table_end,
                 statements,
+                claims: None,
             })
         }
     }
 }
 
-impl Parsed {
-    /// Byte offset in the original text of a parser location (line and column in
-    /// characters, 1-based) in the parsed text.
-    fn offset(&self, line_starts: &[usize], at: Location) -> Option<usize> {
-        let line_start = *line_starts.get((at.line as usize).checked_sub(1)?)?;
-        let column = (at.column as usize).checked_sub(1)?;
-        let in_line = self.text[line_start..]
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(self.text.len() - line_start))
-            .nth(column)?;
-        let parsed = (line_start + in_line) as isize;
-        let original = parsed - self.shift;
-        (original >= self.from as isize).then_some(original as usize)
-    }
-
+impl Parsed<'_> {
+    /// Byte range in the original text of each literal of `cut` (`None` when the
+    /// parser gave no usable span, or the literal came from the `TABLE` rewrite).
     fn literal_ranges(&self, cut: &Cut) -> Vec<Option<Range<usize>>> {
-        let line_starts: Vec<usize> = std::iter::once(0)
-            .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        let locator = Locator::new(&self.text);
+        let original = |at: Location| {
+            let parsed = locator.byte(at)? as isize;
+            let original = parsed - self.shift;
+            (original >= self.from as isize).then_some(original as usize)
+        };
         cut.literals
             .iter()
             .map(|l| {
-                let start = self.offset(&line_starts, l.span.start)?;
-                let end = self.offset(&line_starts, l.span.end)?;
+                let start = original(l.span.start)?;
+                let end = original(l.span.end)?;
                 (start < end).then_some(start..end)
             })
             .collect()
@@ -161,18 +173,20 @@ fn has_hex_number(text: &str) -> bool {
 }
 
 /// `FROM ONLY`, `JOIN ONLY` or `, ONLY` in the text (sqlparser rejects or misreads it).
-fn has_from_only(folded: &str) -> bool {
+fn has_from_only(text: &str) -> bool {
     let mut previous = "";
-    for lexeme in Lexer::new(folded) {
+    for lexeme in Lexer::new(text) {
         if let Lexeme::Token(kind, range) = lexeme {
-            let text = &folded[range];
+            let word = &text[range];
             if kind == TokenKind::Word
-                && text == "only"
-                && matches!(previous, "from" | "join" | ",")
+                && word.eq_ignore_ascii_case("only")
+                && ["from", "join", ","]
+                    .iter()
+                    .any(|p| previous.eq_ignore_ascii_case(p))
             {
                 return true;
             }
-            previous = text;
+            previous = word;
         }
     }
     false
@@ -206,8 +220,8 @@ fn unparsed_analysis(sql: &str, facts: Facts) -> Analysis {
     analysis
 }
 
-/// The full analysis of one text.
-pub(crate) fn run(sql: &str, options: &AnalyzeOptions) -> Outcome {
+/// The full analysis of one text; with `want_claims`, also sqlparser's token claims.
+pub(crate) fn run(sql: &str, options: &AnalyzeOptions, want_claims: bool) -> Outcome {
     let Dialect::Postgres = options.dialect;
     if sql.len() > options.max_len {
         let reason = Reason::TooLarge {
@@ -218,27 +232,25 @@ pub(crate) fn run(sql: &str, options: &AnalyzeOptions) -> Outcome {
         return Outcome {
             analysis: unparsed_analysis(sql, unparsed(sql, reason, &message)),
             cut: None,
+            claims: None,
         };
     }
-    let folded = fold_case(sql);
-    let from_only = has_from_only(&folded);
-    let mut parsed = match parse(folded) {
+    let mut parsed = match parse(sql, want_claims) {
         Ok(parsed) if !parsed.statements.is_empty() => parsed,
         Ok(_) => {
             let reason = Reason::ParseError("empty statement".to_owned());
             return Outcome {
                 analysis: unparsed_analysis(sql, unparsed(sql, reason, "empty statement")),
                 cut: None,
+                claims: None,
             };
         }
         Err(error) => {
-            // The folded text's error names folded tokens; report the one for the
-            // text as written (the same error, since folding keeps the parse).
-            let message = parse_text(sql).err().unwrap_or(error).to_string();
+            let message = error.to_string();
             let message = message
                 .strip_prefix("sql parser error: ")
                 .unwrap_or(&message);
-            let reason = if from_only
+            let reason = if has_from_only(sql)
                 && leading_keyword(sql).is_some_and(|k| k != "delete" && k != "update")
             {
                 Reason::FromOnly
@@ -248,6 +260,7 @@ pub(crate) fn run(sql: &str, options: &AnalyzeOptions) -> Outcome {
             return Outcome {
                 analysis: unparsed_analysis(sql, unparsed(sql, reason, message)),
                 cut: None,
+                claims: None,
             };
         }
     };
@@ -267,6 +280,7 @@ pub(crate) fn run(sql: &str, options: &AnalyzeOptions) -> Outcome {
             Outcome {
                 analysis,
                 cut: Some((cut, ranges)),
+                claims: parsed.claims.take(),
             }
         }
         None => {
@@ -274,6 +288,7 @@ pub(crate) fn run(sql: &str, options: &AnalyzeOptions) -> Outcome {
             Outcome {
                 analysis: build(facts, canonical, &shape, literals),
                 cut: None,
+                claims: None,
             }
         }
     };

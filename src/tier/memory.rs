@@ -46,6 +46,9 @@ pub struct Entry<V: ?Sized> {
 /// An [`Entry`] with its rows' type erased.
 pub type ErasedEntry = Entry<dyn Any + Send + Sync>;
 
+/// Rows encoded one by one to estimate a large result's payload.
+const WEIGH_SAMPLE: usize = 32;
+
 /// Estimated memory held by `rows` in bytes: their inline size (`size_of::<T>()` each),
 /// plus their MessagePack length as the estimate of heap payload (string and byte
 /// contents, nested collections, JSON values), plus [`ENTRY_OVERHEAD`].
@@ -53,13 +56,26 @@ pub type ErasedEntry = Entry<dyn Any + Send + Sync>;
 /// MessagePack length tracks heap size closely for text and bytes and undercounts
 /// pointer-rich values (a `serde_json::Value` map costs more in memory than encoded);
 /// it is an estimate, chosen because it needs only the `Serialize` bound cached types
-/// already have.
+/// already have. Results of more than 64 rows are estimated from 32 rows spread evenly
+/// over the result, scaled to its length, so weighing stays a small part of a fill.
 ///
 /// # Errors
 /// When `T`'s `Serialize` impl fails.
 pub fn weigh<T: serde::Serialize>(rows: &[T]) -> Result<u64, rmp_serde::encode::Error> {
-    let heap = crate::codec::encoded_len(rows)? as u64;
-    Ok(std::mem::size_of_val(rows) as u64 + heap + ENTRY_OVERHEAD)
+    let heap = if rows.len() <= 2 * WEIGH_SAMPLE {
+        crate::codec::encoded_len(rows)?
+    } else {
+        let mut sampled = 0;
+        for row in rows
+            .iter()
+            .step_by(rows.len() / WEIGH_SAMPLE)
+            .take(WEIGH_SAMPLE)
+        {
+            sampled += crate::codec::encoded_len(row)?;
+        }
+        sampled * rows.len() / WEIGH_SAMPLE
+    };
+    Ok((std::mem::size_of_val(rows) + heap) as u64 + ENTRY_OVERHEAD)
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -247,6 +263,17 @@ mod tests {
         let small = weigh(&[String::from("x")]).expect("weigh");
         let large = weigh(&[String::from("x").repeat(10_000)]).expect("weigh");
         assert!(large >= small + 9_999, "{small} {large}");
+    }
+
+    #[test]
+    fn sampled_weight_of_a_large_result_is_close_to_the_exact_one() {
+        let rows: Vec<String> = (0..1000).map(|i| "x".repeat(50 + i % 100)).collect();
+        let exact = (std::mem::size_of_val(&rows[..])
+            + crate::codec::encoded_len(&rows).expect("len")) as u64
+            + ENTRY_OVERHEAD;
+        let sampled = weigh(&rows).expect("weigh");
+        let error = sampled.abs_diff(exact) as f64 / exact as f64;
+        assert!(error < 0.05, "sampled {sampled} vs exact {exact}");
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub struct EncodedEntry {
     /// name `"*"`. A byte tier outlives one process's counters, so it stores the
     /// individual generations rather than the in-process [`Stamp`] sum.
     ///
+    /// In-process counters restart at zero, so generations only compare within one
+    /// counter *incarnation*: a tier that survives a restart needs the counters
+    /// persisted beside it (or an incarnation id in the key) before its entries may be
+    /// served by the next process; otherwise a write made while the process was down,
+    /// or before it crashed, goes unseen.
+    ///
     /// [`Stamp`]: crate::freshness::generations::Stamp
     pub generations: Vec<(String, u64)>,
     /// Wall-clock expiry (a byte tier may be read by another process or after a

@@ -1,0 +1,1 @@
+DELETE FROM sessions s USING users u WHERE s.uid = u.id AND u.banned

@@ -1,0 +1,1 @@
+CREATE TEMP TABLE tmp_x (id int)

@@ -1,0 +1,1 @@
+COPY items FROM STDIN WITH (FORMAT csv)

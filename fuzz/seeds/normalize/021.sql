@@ -1,0 +1,1 @@
+SELECT * INTO newtab FROM oldtab

@@ -1,0 +1,1 @@
+SELECT CURRENT_TIMESTAMP, current_date, current_user

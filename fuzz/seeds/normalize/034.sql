@@ -1,0 +1,1 @@
+select   *  from USERS where ID = 2 /* c */

@@ -1,0 +1,1 @@
+SELECT * FROM tenant_a.users u, "Tenant B"."Users" v

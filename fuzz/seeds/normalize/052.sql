@@ -1,0 +1,1 @@
+SELECT CASE WHEN length > 10 THEN '''' ELSE 'x' END FROM film

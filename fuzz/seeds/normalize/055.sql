@@ -1,0 +1,1 @@
+SELECT * FROM film /* a /* nested */ comment */ WHERE film_id = 7

@@ -1,0 +1,1 @@
+ALTER TABLE public.rental OWNER TO postgres

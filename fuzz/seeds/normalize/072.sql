@@ -1,0 +1,1 @@
+ALTER TABLE public.actor OWNER TO postgres

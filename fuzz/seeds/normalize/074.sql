@@ -1,0 +1,1 @@
+ALTER TABLE public.category OWNER TO postgres

@@ -1,0 +1,1 @@
+ALTER TABLE public.film OWNER TO postgres

@@ -1,0 +1,1 @@
+ALTER TABLE public.film_actor OWNER TO postgres

@@ -1,0 +1,1 @@
+ALTER TABLE public.film_category OWNER TO postgres

@@ -1,0 +1,1 @@
+ALTER TABLE public.address OWNER TO postgres

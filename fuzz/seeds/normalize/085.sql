@@ -1,0 +1,1 @@
+ALTER TABLE public.city OWNER TO postgres

@@ -1,0 +1,1 @@
+ALTER TABLE public.country OWNER TO postgres
