@@ -39,7 +39,8 @@ pub mod sql;
 pub mod tier;
 
 pub use cache::{
-    CacheTarget, CachedQuery, CachedTransaction, QueryCache, QueryCacheBuilder, TransactionReads,
+    CacheTarget, CacheValue, CachedQuery, CachedTransaction, QueryCache, QueryCacheBuilder,
+    TransactionReads,
 };
 pub use error::{Error, Result};
 pub use metrics::{BypassReason, Stats};

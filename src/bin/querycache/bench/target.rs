@@ -11,8 +11,8 @@ use sqlx::query::{Query, QueryAs};
 use sqlx::{FromRow, PgPool, Postgres};
 use std::future::Future;
 
-/// A row type a workload reads: decodable by sqlx and storable by the cache (the
-/// cache's `CacheValue` bounds, which the crate does not export by name).
+/// A row type a workload reads: decodable by sqlx (`FromRow`) and storable by the cache
+/// (`querycache::CacheValue`), cloneable for the owned-rows fetch forms.
 pub trait BenchRow:
     for<'r> FromRow<'r, PgRow> + Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static
 {
