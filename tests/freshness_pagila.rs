@@ -58,6 +58,8 @@ async fn writes_to_base_tables_reach_every_view() {
         return;
     };
     let view = |name: &str| format!("SELECT v::text FROM {name} AS v ORDER BY 1");
+    // sales_by_store calls concat(), which is STABLE, so it is never cached (see
+    // tests/volatile_views.rs): `check` needs a hit.
     for (name, write) in [
         (
             "actor_info",
@@ -78,10 +80,6 @@ async fn writes_to_base_tables_reach_every_view() {
         (
             "sales_by_film_category",
             "UPDATE film_category SET category_id = 2 WHERE film_id = 1",
-        ),
-        (
-            "sales_by_store",
-            "UPDATE staff SET first_name = 'Zed' WHERE staff_id = 1",
         ),
         (
             "staff_list",
