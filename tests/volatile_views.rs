@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{exec, rel};
-use querycache::freshness::{Catalog, Volatility, VolatileSource};
+use querycache::freshness::{Catalog, VolatileSource, Volatility};
 use querycache::{CachedQuery, QueryCache};
 use sqlx::{AssertSqlSafe, PgPool, Postgres};
 
@@ -207,7 +207,11 @@ async fn pagila_views_over_stable_functions_bypass_and_stay_fresh() {
         ("public.nicer_but_slower_film_list", None),
         ("legacy.rental", None),
     ] {
-        assert_eq!(catalog.reads_volatile(&rel(view)).cloned(), expected, "{view}");
+        assert_eq!(
+            catalog.reads_volatile(&rel(view)).cloned(),
+            expected,
+            "{view}"
+        );
     }
 
     let cache = cache_on(&pool).await;

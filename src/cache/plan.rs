@@ -9,7 +9,7 @@
 //! planner's *version*.
 
 use crate::freshness::generations::{Generations, RelationSet};
-use crate::freshness::{Catalog, Volatility, VolatileSource};
+use crate::freshness::{Catalog, VolatileSource, Volatility};
 use crate::metrics::BypassReason;
 use crate::sql::{Analysis, AnalyzeOptions, Reason, RelationName, StatementKind, StatementMemo};
 use parking_lot::RwLock;
@@ -138,9 +138,7 @@ impl Resolver {
     fn read_bypass(&self, functions: &[String], reads: &[RelationName]) -> Option<BypassReason> {
         match self {
             Resolver::Reloading => Some(BypassReason::CatalogUnavailable),
-            Resolver::Bare => {
-                (!functions.is_empty()).then_some(BypassReason::VolatileFunction)
-            }
+            Resolver::Bare => (!functions.is_empty()).then_some(BypassReason::VolatileFunction),
             Resolver::Catalog {
                 catalog,
                 search_path,

@@ -144,14 +144,17 @@ pub struct Catalog {
 impl Catalog {
     /// Loads the catalog of the pool's database: a few queries (`pg_class`/
     /// `pg_namespace`, `pg_rewrite` + `pg_depend` for views and rules, `pg_inherits`,
-    /// `pg_constraint`, `pg_trigger`, `pg_proc` + `pg_language` + `pg_aggregate`) in one
+    /// `pg_constraint`, `pg_trigger`, `pg_proc` + `pg_language` + `pg_aggregate`, and
+    /// the query trees of user views, `pg_rewrite.ev_action`) in one
     /// `REPEATABLE READ` read-only transaction, so they see one snapshot. Then it
     /// precomputes every relation's write closure, so [`write_closure`](Self::write_closure)
-    /// only merges precomputed sets.
+    /// only merges precomputed sets, and the views whose results change without a write
+    /// ([`reads_volatile`](Self::reads_volatile)).
     ///
     /// Cost: the queries plus O(Σ closure sizes) to precompute; on Pagila (242
     /// relations with the system catalogs, all of `pg_proc`) 9–16 ms, measured in a
-    /// release build on a shared, loaded 2-core machine (provisional).
+    /// release build on a shared, loaded 2-core machine (provisional), before the view
+    /// trees were read; those add a few ms (see `volatile_views.rs`).
     ///
     /// # Errors
     /// [`crate::Error::Database`] when a query fails.
