@@ -8,10 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{exec, rel};
+use common::{cached_column, exec, plain_column, rel};
+use querycache::QueryCache;
 use querycache::freshness::{Catalog, VolatileSource, Volatility};
-use querycache::{CachedQuery, QueryCache};
-use sqlx::{AssertSqlSafe, PgPool, Postgres};
+use sqlx::{PgPool, Postgres};
 
 const SCHEMA: &str = r"
     CREATE TABLE t (id int, ts timestamptz NOT NULL DEFAULT now());
@@ -91,20 +91,6 @@ async fn cache_on(pool: &PgPool) -> QueryCache<Postgres> {
         .expect("build")
 }
 
-async fn cached(cache: &QueryCache<Postgres>, sql: &str) -> Vec<String> {
-    sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
-        .fetch_all_cached(cache)
-        .await
-        .expect(sql)
-}
-
-async fn plain(pool: &PgPool, sql: &str) -> Vec<String> {
-    sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
-        .fetch_all(pool)
-        .await
-        .expect(sql)
-}
-
 #[tokio::test]
 async fn reads_of_volatile_views_bypass_and_immutable_views_hit() {
     let Some(pool) = scratch("qc_test_volviews_bypass").await else {
@@ -123,11 +109,11 @@ async fn reads_of_volatile_views_bypass_and_immutable_views_hit() {
         "SELECT n FROM public.v_over_now",
     ];
     for sql in volatile {
-        cached(&cache, sql).await;
-        cached(&cache, sql).await;
+        cached_column(&cache, sql).await;
+        cached_column(&cache, sql).await;
     }
-    cached(&cache, "SELECT relname FROM v_catalog").await;
-    cached(&cache, "SELECT relname FROM v_catalog").await;
+    cached_column(&cache, "SELECT relname FROM v_catalog").await;
+    cached_column(&cache, "SELECT relname FROM v_catalog").await;
     let stats = cache.stats();
     assert_eq!(stats.hits, 0, "{stats:?}");
     assert_eq!(
@@ -147,9 +133,9 @@ async fn reads_of_volatile_views_bypass_and_immutable_views_hit() {
         "SELECT id::text FROM v_operator ORDER BY 1",
         "SELECT n FROM v_over_matview",
     ] {
-        let first = cached(&cache, sql).await;
+        let first = cached_column(&cache, sql).await;
         let hits = cache.stats().hits;
-        assert_eq!(cached(&cache, sql).await, first, "{sql}");
+        assert_eq!(cached_column(&cache, sql).await, first, "{sql}");
         assert_eq!(cache.stats().hits, hits + 1, "{sql} is served from memory");
     }
 }
@@ -167,21 +153,29 @@ async fn a_volatile_view_is_never_served_stale() {
     let reads = ["SELECT n FROM v_now", "SELECT n FROM v_over_over"];
     let mut before = Vec::new();
     for sql in reads {
-        let through_cache = cached(&cache, sql).await;
-        assert_eq!(through_cache, plain(&pool, sql).await, "{sql}");
+        let through_cache = cached_column(&cache, sql).await;
+        assert_eq!(through_cache, plain_column(&pool, sql).await, "{sql}");
         before.push(through_cache);
     }
     // The view's answer changes with time alone: no write happens meanwhile.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for (sql, before) in reads.into_iter().zip(before) {
-        let truth = plain(&pool, sql).await;
+        let truth = plain_column(&pool, sql).await;
         assert_ne!(truth, before, "{sql}: the rows aged out of the window");
-        assert_eq!(cached(&cache, sql).await, truth, "{sql} served stale");
+        assert_eq!(
+            cached_column(&cache, sql).await,
+            truth,
+            "{sql} served stale"
+        );
     }
 
     for sql in ["SELECT r FROM v_random", "SELECT s FROM v_stable"] {
-        let first = cached(&cache, sql).await;
-        assert_ne!(cached(&cache, sql).await, first, "{sql} served from memory");
+        let first = cached_column(&cache, sql).await;
+        assert_ne!(
+            cached_column(&cache, sql).await,
+            first,
+            "{sql} served from memory"
+        );
     }
 }
 
@@ -216,14 +210,14 @@ async fn pagila_views_over_stable_functions_bypass_and_stay_fresh() {
 
     let cache = cache_on(&pool).await;
     let read = "SELECT v::text FROM sales_by_store AS v ORDER BY 1";
-    let before = cached(&cache, read).await;
-    assert_eq!(cached(&cache, read).await, before);
+    let before = cached_column(&cache, read).await;
+    assert_eq!(cached_column(&cache, read).await, before);
     assert_eq!(cache.stats().hits, 0, "sales_by_store is not cached");
     sqlx::query("UPDATE staff SET first_name = 'Zed' WHERE staff_id = 1")
         .execute(&cache)
         .await
         .expect("update");
-    let truth = plain(&pool, read).await;
+    let truth = plain_column(&pool, read).await;
     assert_ne!(truth, before, "the write changes the view");
-    assert_eq!(cached(&cache, read).await, truth);
+    assert_eq!(cached_column(&cache, read).await, truth);
 }
