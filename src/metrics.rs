@@ -56,7 +56,8 @@ pub enum BypassReason {
     /// The statement is not a read (a write, DDL, `RETURNING` through a cached fetch, …).
     NotARead,
     /// Calls a volatile or session-dependent function: a known builtin (`now`,
-    /// `random`, …) or a user function that is not `IMMUTABLE` in `pg_proc`.
+    /// `random`, …) or a user function that is not `IMMUTABLE` in `pg_proc`, in the
+    /// text or inside a view it reads (`Catalog::reads_volatile`).
     VolatileFunction,
     /// Uses `'now'`, `'today'`, `'tomorrow'` or `'yesterday'`.
     TimeLiteral,
@@ -70,7 +71,7 @@ pub enum BypassReason {
     TableSample,
     /// Reads a temporary table.
     TempTable,
-    /// Reads a system catalog.
+    /// Reads a system catalog, directly or through a view.
     SystemCatalog,
     /// `EXPLAIN ANALYZE`.
     ExplainAnalyze,

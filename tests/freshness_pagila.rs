@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::{cached_column, plain_column};
 use querycache::{CachedQuery, QueryCache};
 use sqlx::{AssertSqlSafe, PgPool, Postgres};
 
@@ -19,27 +20,12 @@ async fn pagila(name: &str) -> Option<(PgPool, QueryCache<Postgres>)> {
     Some((pool, cache))
 }
 
-/// The rows of `sql` (one text column) through the cache.
-async fn cached(cache: &QueryCache<Postgres>, sql: &str) -> Vec<String> {
-    sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
-        .fetch_all_cached(cache)
-        .await
-        .expect(sql)
-}
-
-async fn plain(pool: &PgPool, sql: &str) -> Vec<String> {
-    sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
-        .fetch_all(pool)
-        .await
-        .expect(sql)
-}
-
 /// Read `read` until it hits, run `write` through the cache, and check that the next
 /// cached read equals the database's answer, which the write changed.
 async fn check(pool: &PgPool, cache: &QueryCache<Postgres>, read: &str, write: &str) {
-    let before = cached(cache, read).await;
+    let before = cached_column(cache, read).await;
     let hits = cache.stats().hits;
-    assert_eq!(cached(cache, read).await, before);
+    assert_eq!(cached_column(cache, read).await, before);
     assert_eq!(cache.stats().hits, hits + 1, "{read} is served from memory");
 
     sqlx::raw_sql(AssertSqlSafe(write.to_owned()))
@@ -47,9 +33,13 @@ async fn check(pool: &PgPool, cache: &QueryCache<Postgres>, read: &str, write: &
         .await
         .expect(write);
 
-    let truth = plain(pool, read).await;
+    let truth = plain_column(pool, read).await;
     assert_ne!(truth, before, "the write must change the result: {write}");
-    assert_eq!(cached(cache, read).await, truth, "stale after: {write}");
+    assert_eq!(
+        cached_column(cache, read).await,
+        truth,
+        "stale after: {write}"
+    );
 }
 
 #[tokio::test]
@@ -58,6 +48,8 @@ async fn writes_to_base_tables_reach_every_view() {
         return;
     };
     let view = |name: &str| format!("SELECT v::text FROM {name} AS v ORDER BY 1");
+    // sales_by_store calls concat(), which is STABLE, so it is never cached (see
+    // tests/volatile_views.rs): `check` needs a hit.
     for (name, write) in [
         (
             "actor_info",
@@ -78,10 +70,6 @@ async fn writes_to_base_tables_reach_every_view() {
         (
             "sales_by_film_category",
             "UPDATE film_category SET category_id = 2 WHERE film_id = 1",
-        ),
-        (
-            "sales_by_store",
-            "UPDATE staff SET first_name = 'Zed' WHERE staff_id = 1",
         ),
         (
             "staff_list",
@@ -158,13 +146,16 @@ async fn refresh_materialized_view_through_the_cache() {
         .await
         .expect("populate");
     let read = "SELECT v::text FROM nicer_but_slower_film_list AS v WHERE fid < 5 ORDER BY 1";
-    let before = cached(&cache, read).await;
+    let before = cached_column(&cache, read).await;
     sqlx::query("UPDATE film SET title = 'RENAMED' WHERE film_id = 1")
         .execute(&cache)
         .await
         .expect("update");
     // Until REFRESH, the materialized view still holds the old rows: both agree.
-    assert_eq!(cached(&cache, read).await, plain(&pool, read).await);
+    assert_eq!(
+        cached_column(&cache, read).await,
+        plain_column(&pool, read).await
+    );
     check(
         &pool,
         &cache,
@@ -172,7 +163,7 @@ async fn refresh_materialized_view_through_the_cache() {
         "REFRESH MATERIALIZED VIEW nicer_but_slower_film_list",
     )
     .await;
-    assert_ne!(cached(&cache, read).await, before);
+    assert_ne!(cached_column(&cache, read).await, before);
 }
 
 #[tokio::test]

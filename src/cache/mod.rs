@@ -20,7 +20,7 @@ pub mod transaction;
 
 pub use builder::{QueryCacheBuilder, TransactionReads};
 pub use driver::Driver;
-pub use fetch::{CacheTarget, CachedQuery, WithOptions};
+pub use fetch::{CacheTarget, CacheValue, CachedQuery, WithOptions};
 pub use transaction::CachedTransaction;
 
 use crate::freshness::generations::{Generations, RelationSet};

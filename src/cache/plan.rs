@@ -9,7 +9,7 @@
 //! planner's *version*.
 
 use crate::freshness::generations::{Generations, RelationSet};
-use crate::freshness::{Catalog, Volatility};
+use crate::freshness::{Catalog, VolatileSource, Volatility};
 use crate::metrics::BypassReason;
 use crate::sql::{Analysis, AnalyzeOptions, Reason, RelationName, StatementKind, StatementMemo};
 use parking_lot::RwLock;
@@ -58,7 +58,8 @@ pub(crate) enum Resolver {
     /// Through the catalog: unqualified names resolve along `search_path` as Postgres
     /// resolves them; a write set closes over views, partitions, inheritance, cascades,
     /// triggers and rules; a function is cacheable only if `pg_proc` says IMMUTABLE
-    /// (for every overload).
+    /// (for every overload), and a view only if it calls no such function and reads
+    /// no system catalog, through views of views ([`Catalog::reads_volatile`]).
     Catalog {
         /// The loaded catalog.
         catalog: Arc<Catalog>,
@@ -71,8 +72,9 @@ pub(crate) enum Resolver {
     Reloading,
     /// A database without catalog support: key by bare relation name, so `s.t` and `t`
     /// share a counter (over-invalidates across schemas, never under-invalidates).
-    /// Write closure is the write set itself; functions the normalizer does not know
-    /// are assumed volatile.
+    /// Write closure is the write set itself; every function is assumed volatile.
+    /// Views cannot be told from tables, so a view over `now()` is cached: use
+    /// [`Resolver::Catalog`] with Postgres.
     Bare,
 }
 
@@ -130,18 +132,30 @@ impl Resolver {
         }
     }
 
-    /// Why reads under this resolver bypass, if they must.
-    fn read_bypass(&self, functions: &[String]) -> Option<BypassReason> {
-        let immutable = |f: &String| match self {
-            Resolver::Catalog { catalog, .. } => {
-                catalog.function_volatility(f) == Some(Volatility::Immutable)
-            }
-            Resolver::Reloading | Resolver::Bare => false,
-        };
+    /// Why reads under this resolver bypass, if they must: a function the text calls,
+    /// or a relation it reads that is a view over a volatile function or a system
+    /// catalog.
+    fn read_bypass(&self, functions: &[String], reads: &[RelationName]) -> Option<BypassReason> {
         match self {
             Resolver::Reloading => Some(BypassReason::CatalogUnavailable),
-            _ if functions.iter().all(immutable) => None,
-            _ => Some(BypassReason::VolatileFunction),
+            Resolver::Bare => (!functions.is_empty()).then_some(BypassReason::VolatileFunction),
+            Resolver::Catalog {
+                catalog,
+                search_path,
+            } => {
+                let immutable =
+                    |f: &String| catalog.function_volatility(f) == Some(Volatility::Immutable);
+                if !functions.iter().all(immutable) {
+                    return Some(BypassReason::VolatileFunction);
+                }
+                reads.iter().find_map(|read| {
+                    let read = catalog.resolve(read, search_path);
+                    catalog.reads_volatile(&read).map(|source| match source {
+                        VolatileSource::SystemRelation(_) => BypassReason::SystemCatalog,
+                        VolatileSource::Function(_) => BypassReason::VolatileFunction,
+                    })
+                })
+            }
         }
     }
 }
@@ -253,7 +267,7 @@ fn build(
     let closure = resolver.write_closure(&analysis.writes);
     let bypass = match analysis.reason() {
         Some(reason) => Some(bypass_reason(reason)),
-        None => resolver.read_bypass(&analysis.functions),
+        None => resolver.read_bypass(&analysis.functions, &analysis.reads),
     };
     Plan {
         version,

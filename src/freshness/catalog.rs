@@ -4,8 +4,10 @@
 //! after DDL through the cache) and precomputes, for every relation, the closure of a
 //! write to it ([`Catalog::write_closure`]); name resolution through `search_path`
 //! ([`Catalog::resolve`]) and function volatility ([`Catalog::function_volatility`])
-//! come from the same snapshot. How the closure spreads is described in `closure.rs`;
-//! how trigger function bodies are read, in `function_body.rs`.
+//! come from the same snapshot, and so do the views whose results change without a
+//! write ([`Catalog::reads_volatile`]). How the closure spreads is described in
+//! `closure.rs`; how trigger function bodies are read, in `function_body.rs`; how
+//! volatile views are found, in `volatile_views.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use sqlx::postgres::PgPool;
 
 use super::closure::{Graph, IdClosure, Scratch};
 use super::load::{self, CatalogRows};
+use super::volatile_views::VolatileSource;
 use crate::Result;
 use crate::sql::RelationName;
 
@@ -110,7 +113,8 @@ struct Relation {
 }
 
 /// A snapshot of the catalog facts freshness needs: relation names and kinds, the
-/// precomputed write closure of every relation, schemas, and function volatility.
+/// precomputed write closure of every relation, schemas, function volatility, and the
+/// views whose results change without a write.
 ///
 /// Immutable once loaded; the cache shares it in an `Arc` and swaps in a new one from
 /// [`Catalog::load`] after DDL. Relation identity is the schema-qualified,
@@ -133,19 +137,24 @@ pub struct Catalog {
     graph: Graph,
     /// `name` and `schema.name` → most volatile overload.
     volatility: HashMap<String, Volatility>,
+    /// Views whose results change without a write, by id.
+    volatile_views: HashMap<u32, VolatileSource>,
 }
 
 impl Catalog {
     /// Loads the catalog of the pool's database: a few queries (`pg_class`/
     /// `pg_namespace`, `pg_rewrite` + `pg_depend` for views and rules, `pg_inherits`,
-    /// `pg_constraint`, `pg_trigger`, `pg_proc` + `pg_language` + `pg_aggregate`) in one
+    /// `pg_constraint`, `pg_trigger`, `pg_proc` + `pg_language` + `pg_aggregate`, and
+    /// the query trees of user views, `pg_rewrite.ev_action`) in one
     /// `REPEATABLE READ` read-only transaction, so they see one snapshot. Then it
     /// precomputes every relation's write closure, so [`write_closure`](Self::write_closure)
-    /// only merges precomputed sets.
+    /// only merges precomputed sets, and the views whose results change without a write
+    /// ([`reads_volatile`](Self::reads_volatile)).
     ///
     /// Cost: the queries plus O(Σ closure sizes) to precompute; on Pagila (242
     /// relations with the system catalogs, all of `pg_proc`) 9–16 ms, measured in a
-    /// release build on a shared, loaded 2-core machine (provisional).
+    /// release build on a shared, loaded 2-core machine (provisional), before the view
+    /// trees were read; those add a few ms (see `volatile_views.rs`).
     ///
     /// # Errors
     /// [`crate::Error::Database`] when a query fails.
@@ -188,6 +197,7 @@ impl Catalog {
             closures,
             graph: built.graph,
             volatility: built.volatility,
+            volatile_views: built.volatile_views,
         }
     }
 
@@ -361,6 +371,23 @@ impl Catalog {
     /// keyword-like SQL construct, or created after the load).
     pub fn function_volatility(&self, name: &str) -> Option<Volatility> {
         self.volatility.get(name).copied()
+    }
+
+    /// Why reading `name` (schema-qualified) can return a different result without any
+    /// write: `Some` for a view whose definition calls a function that is not IMMUTABLE
+    /// (`now()`, `current_user`, `random()`, a STABLE user function, an aggregate whose
+    /// support functions are not immutable) or reads a system catalog, and for every
+    /// view that reads such a view; the cache must not serve such a read from memory.
+    /// `None` for tables, materialized views (their rows change only at `REFRESH`, a
+    /// write), other views, and names not in the catalog.
+    ///
+    /// Found at load from each view's stored query tree (`pg_rewrite.ev_action`), since
+    /// `pg_depend` does not record builtins: see `volatile_views.rs` for the fields
+    /// read and the evidence. Cost: one hash lookup.
+    pub fn reads_volatile(&self, name: &RelationName) -> Option<&VolatileSource> {
+        self.ids
+            .get(name)
+            .and_then(|id| self.volatile_views.get(id))
     }
 }
 

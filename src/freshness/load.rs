@@ -10,11 +10,12 @@ use sqlx::postgres::PgPool;
 use super::catalog::{RelationKind, Volatility};
 use super::closure::{Effects, Graph};
 use super::function_body::{self, BodyEffects, BodyName};
+use super::volatile_views::{self, NodeRow, VolatileSource};
 use crate::Result;
 use crate::sql::RelationName;
 
 /// Schemas whose functions are builtins: they write no relation we cache.
-const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
+pub(crate) const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 
 /// `(oid, schema, name, relkind)` from `pg_class`.
 type RelationRow = (i64, String, String, String);
@@ -47,6 +48,8 @@ pub(crate) struct CatalogRows {
     /// `(relation, function)` from `pg_trigger`, internal triggers excluded.
     triggers: Vec<(i64, i64)>,
     functions: Vec<FunctionRow>,
+    /// Function calls and relations in user views' query trees (`volatile_views`).
+    view_nodes: Vec<NodeRow>,
 }
 
 /// Runs the catalog queries in one `REPEATABLE READ` read-only transaction.
@@ -105,7 +108,9 @@ pub(crate) async fn query(pool: &PgPool) -> Result<CatalogRows> {
                   WHERE c LIKE 'search\_path=%'),
                  CASE WHEN a.aggfnoid IS NULL THEN ARRAY[]::int8[]
                       ELSE ARRAY[a.aggtransfn::oid::int8, a.aggfinalfn::oid::int8,
-                                 a.aggcombinefn::oid::int8] END
+                                 a.aggcombinefn::oid::int8, a.aggserialfn::oid::int8,
+                                 a.aggdeserialfn::oid::int8, a.aggmtransfn::oid::int8,
+                                 a.aggminvtransfn::oid::int8, a.aggmfinalfn::oid::int8] END
           FROM pg_proc p
           JOIN pg_namespace n ON n.oid = p.pronamespace
           JOIN pg_language l ON l.oid = p.prolang
@@ -113,6 +118,9 @@ pub(crate) async fn query(pool: &PgPool) -> Result<CatalogRows> {
     )
     .fetch_all(&mut *tx)
     .await?;
+    let view_nodes = sqlx::query_as(volatile_views::QUERY)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(CatalogRows {
         current_user,
@@ -123,6 +131,7 @@ pub(crate) async fn query(pool: &PgPool) -> Result<CatalogRows> {
         foreign_keys,
         triggers,
         functions,
+        view_nodes,
     })
 }
 
@@ -134,10 +143,12 @@ pub(crate) struct Built {
     pub schemas: HashSet<Arc<str>>,
     pub current_user: Arc<str>,
     pub volatility: HashMap<String, Volatility>,
+    /// Views whose results change without a write, by relation id.
+    pub volatile_views: HashMap<u32, VolatileSource>,
 }
 
 /// What one function does on its own, before following its calls.
-enum Direct {
+pub(crate) enum Direct {
     /// A builtin: writes no relation we cache.
     Nothing,
     /// Effects cannot be known (other language, C outside `pg_catalog`, empty body).
@@ -152,11 +163,14 @@ enum Direct {
     Calls(Vec<i64>),
 }
 
-struct Function {
-    schema: String,
-    name: String,
-    volatility: Volatility,
-    direct: Direct,
+/// One `pg_proc` row, read.
+pub(crate) struct Function {
+    pub schema: String,
+    pub name: String,
+    /// `provolatile`; for an aggregate, the most volatile of it and its support
+    /// functions.
+    pub volatility: Volatility,
+    pub direct: Direct,
 }
 
 /// Builds relation ids, the graph and the volatility map from the rows.
@@ -274,6 +288,13 @@ pub(crate) fn build(rows: CatalogRows) -> Built {
     }
     graph.always_changed.sort_unstable();
     graph.always_changed.dedup();
+    let volatile_views = volatile_views::flag(
+        &rows.view_nodes,
+        &functions,
+        &id_of,
+        &relations,
+        &graph.readers,
+    );
 
     Built {
         relations: relations
@@ -284,6 +305,7 @@ pub(crate) fn build(rows: CatalogRows) -> Built {
         schemas: rows.schemas.iter().map(|s| Arc::from(s.as_str())).collect(),
         current_user: Arc::from(rows.current_user.as_str()),
         volatility,
+        volatile_views,
     }
 }
 
@@ -291,8 +313,18 @@ pub(crate) fn build(rows: CatalogRows) -> Built {
 fn functions(rows: &[FunctionRow]) -> (HashMap<i64, Function>, HashMap<String, Volatility>) {
     let mut functions = HashMap::with_capacity(rows.len());
     let mut volatility: HashMap<String, Volatility> = HashMap::with_capacity(rows.len() * 2);
+    let declared: HashMap<i64, Volatility> = rows
+        .iter()
+        .map(|row| (row.0, Volatility::from_provolatile(&row.3)))
+        .collect();
     for (oid, schema, name, provolatile, language, source, search_path, aggregate) in rows {
-        let level = Volatility::from_provolatile(provolatile);
+        // `CREATE AGGREGATE` records every aggregate as IMMUTABLE ("not needed for
+        // agg", AggregateCreate in pg_aggregate.c); its result varies as its support
+        // functions do (a state function calling random(), say).
+        let level = aggregate
+            .iter()
+            .filter_map(|support| declared.get(support))
+            .fold(Volatility::from_provolatile(provolatile), |a, &b| a.max(b));
         for key in [name.clone(), format!("{schema}.{name}")] {
             let entry = volatility.entry(key).or_insert(level);
             *entry = (*entry).max(level);

@@ -14,5 +14,7 @@ mod closure;
 mod function_body;
 pub mod generations;
 mod load;
+mod volatile_views;
 
 pub use catalog::{Catalog, RelationKind, Volatility, WriteClosure, parse_search_path};
+pub use volatile_views::VolatileSource;

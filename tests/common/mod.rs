@@ -216,3 +216,30 @@ pub fn rel(qualified: &str) -> querycache::sql::RelationName {
     let (schema, name) = qualified.split_once('.').expect("schema-qualified name");
     querycache::sql::RelationName::new(Some(schema), name)
 }
+
+/// The rows of `sql` (one text column) read through the cache.
+///
+/// # Panics
+/// When the query fails; the message names it.
+pub async fn cached_column(
+    cache: &querycache::QueryCache<sqlx::Postgres>,
+    sql: &str,
+) -> Vec<String> {
+    use querycache::CachedQuery;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all_cached(cache)
+        .await
+        .expect(sql)
+}
+
+/// The rows of `sql` (one text column) read straight from the pool: the oracle a
+/// cached read is compared with.
+///
+/// # Panics
+/// When the query fails; the message names it.
+pub async fn plain_column(pool: &PgPool, sql: &str) -> Vec<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(pool)
+        .await
+        .expect(sql)
+}
