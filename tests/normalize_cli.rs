@@ -127,16 +127,8 @@ fn stdin_and_files_are_split_into_statements() {
 
 #[test]
 fn pagila_schema_normalizes_statement_by_statement() {
-    let path = "/work/shared/datasets/pagila/pagila-schema.sql";
-    let local = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/datasets/pagila/pagila-schema.sql"
-    );
-    let path = if std::path::Path::new(local).exists() {
-        local
-    } else {
-        path
-    };
+    let path = pagila_schema();
+    let path = path.to_str().expect("a UTF-8 path");
     let lines = json_lines(&querycache(&["normalize", "--json", "--file", path], None));
     assert!(lines.len() > 200, "{} statements", lines.len());
     let view = lines
@@ -163,4 +155,21 @@ fn readable_output_and_unreadable_input() {
     );
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+/// `pagila-schema.sql`: from `QUERYCACHE_PAGILA_DIR` (set by `scripts/test`), else
+/// `../shared/datasets/pagila` beside the checkout (CI), else two levels up (a
+/// worktree).
+fn pagila_schema() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("QUERYCACHE_PAGILA_DIR")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("../shared/datasets/pagila"),
+            root.join("../../shared/datasets/pagila"),
+        ])
+        .map(|dir| dir.join("pagila-schema.sql"))
+        .find(|path| path.exists())
+        .expect("pagila-schema.sql (set QUERYCACHE_PAGILA_DIR)")
 }

@@ -226,15 +226,16 @@ proptest! {
 #[test]
 fn the_fast_path_is_taken_for_new_literals_of_a_known_shape() {
     let memo = StatementMemo::new(1_000, AnalyzeOptions::default());
-    let first = memo.analyze("SELECT * FROM film WHERE film_id = 1 AND title = 'A'");
+    let first = memo.analyze("SELECT * FROM film WHERE film_id = 1 AND title = 'A' /* req 1 */");
     assert_eq!(memo.full_analyses(), 1);
-    let again = memo.analyze("SELECT * FROM film WHERE film_id = 1 AND title = 'A'");
+    let again = memo.analyze("SELECT * FROM film WHERE film_id = 1 AND title = 'A' /* req 1 */");
     assert!(
         std::sync::Arc::ptr_eq(&first, &again),
         "a repeated text is not analyzed again"
     );
     assert_eq!(memo.full_analyses(), 1);
-    let second = memo.analyze("select * from FILM where film_id = 2 and title = 'it''s'");
+    let second =
+        memo.analyze("SELECT * FROM film WHERE film_id = 2 AND title = 'it''s' /* request 2 */");
     assert_eq!(
         memo.full_analyses(),
         1,
@@ -247,7 +248,7 @@ fn the_fast_path_is_taken_for_new_literals_of_a_known_shape() {
     );
     assert_eq!(
         *second,
-        pg("select * from FILM where film_id = 2 and title = 'it''s'")
+        pg("SELECT * FROM film WHERE film_id = 2 AND title = 'it''s' /* request 2 */")
     );
     assert_ne!(second.fingerprint, first.fingerprint);
     assert_eq!(second.shape, first.shape);

@@ -347,12 +347,7 @@ fn unknown_writes_invalidate_everything() {
 
 #[test]
 fn pagila_views_read_their_base_tables() {
-    let schema = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/datasets/pagila/pagila-schema.sql"
-    ))
-    .or_else(|_| std::fs::read_to_string("/work/shared/datasets/pagila/pagila-schema.sql"))
-    .expect("pagila schema (../shared/datasets/pagila)");
+    let schema = std::fs::read_to_string(pagila_schema()).expect("read the pagila schema");
     let view = querycache::sql::split_statements(&schema)
         .into_iter()
         .find(|s| s.contains("CREATE VIEW public.sales_by_film_category"))
@@ -371,4 +366,21 @@ fn pagila_views_read_their_base_tables() {
             "public.rental"
         ]
     );
+}
+
+/// `pagila-schema.sql`: from `QUERYCACHE_PAGILA_DIR` (set by `scripts/test`), else
+/// `../shared/datasets/pagila` beside the checkout (CI), else two levels up (a
+/// worktree).
+fn pagila_schema() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("QUERYCACHE_PAGILA_DIR")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("../shared/datasets/pagila"),
+            root.join("../../shared/datasets/pagila"),
+        ])
+        .map(|dir| dir.join("pagila-schema.sql"))
+        .find(|path| path.exists())
+        .expect("pagila-schema.sql (set QUERYCACHE_PAGILA_DIR)")
 }

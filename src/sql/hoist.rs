@@ -1,16 +1,21 @@
 //! The lexer-level literal hoist: a text's *shape key* and its hoistable literals.
 //!
-//! Two texts share a shape key exactly when they are byte-for-byte equal except for
-//! (a) the contents of plain `'…'` strings and plain numbers (`42`, `1.50`), (b) the
-//! case of unquoted words, and (c) the contents of comments. Whitespace is kept
-//! verbatim (sqlparser looks at it in a few places, e.g. `COPY` payloads), and so is a
-//! comment that directly follows punctuation (sqlparser's custom-operator scan can
-//! swallow `--` or `/*` there). Everything else — keywords, identifiers, operators,
-//! parameters, `E''` strings, dollar quotes, `1e5` — is part of the key.
+//! The shape key is the xxh3-128 of the text with every plain `'…'` string, every
+//! plain number (`42`, `1.50`) and every comment replaced by one marker byte (`0xFF`,
+//! `0xFE`, `0xFD`; none can occur in UTF-8 text). Two texts share a shape key exactly
+//! when they are byte-for-byte equal except for those literals' and comments'
+//! contents. A comment right after punctuation is kept verbatim (sqlparser's
+//! custom-operator scan can swallow `--` or `/*` there). Everything else — keywords
+//! and their case, identifiers, whitespace, operators, parameters, `E''` strings,
+//! dollar quotes, `1e5` — is part of the key, so a formatting variant is a shape of
+//! its own (an application's call site sends one spelling).
 //!
-//! sqlparser's tokenizer therefore produces the same tokens for two texts with one
-//! shape key, except for the hoisted literals' values; the memo (`memo.rs`) checks,
-//! once per shape, which hoisted literal became which literal of the AST.
+//! The encoding is unambiguous: the lexer's reading of a text depends only on the
+//! bytes before each token and on the token itself, and the bytes between markers are
+//! equal; so two texts with one key lex into the same tokens, except for the contents
+//! of the replaced ones. The memo checks, once per shape, that sqlparser's tokenizer
+//! reads the replaced spans the same way ([`agree`]) and which hoisted literal became
+//! which literal of the AST.
 
 use std::ops::Range;
 
@@ -26,79 +31,58 @@ pub(crate) struct Hoisted {
     pub key: u128,
     /// Byte ranges of the plain strings (quotes included) and plain numbers.
     pub literals: Vec<Range<usize>>,
-    /// For each literal, `true` when it is a string.
-    pub strings: Vec<bool>,
 }
 
-fn tag(kind: TokenKind) -> u8 {
-    match kind {
-        TokenKind::Word => b'w',
-        TokenKind::QuotedIdent => b'q',
-        TokenKind::String => b's',
-        TokenKind::Number => b'n',
-        TokenKind::OtherLiteral => b'l',
-        TokenKind::Param => b'p',
-        TokenKind::LParen => b'(',
-        TokenKind::RParen => b')',
-        TokenKind::Semicolon => b';',
-        TokenKind::Punct => b'.',
-        TokenKind::Unterminated => b'u',
-    }
-}
-
-/// Append one length-prefixed item, so that no two lexeme sequences encode alike.
-fn item(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-    out.push(tag);
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
+/// Marker bytes: never part of UTF-8 text.
+const STRING: u8 = 0xFF;
+const NUMBER: u8 = 0xFE;
+const COMMENT: u8 = 0xFD;
 
 /// Hoist the literals of `text`. `None` when the text has an unterminated string,
 /// identifier or comment (sqlparser rejects it; the memo then parses it fully).
 pub(crate) fn hoist(text: &str) -> Option<Hoisted> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(text.len() + 64);
+    let mut out = Vec::with_capacity(text.len());
+    let mut copied = 0;
     let mut literals = Vec::new();
-    let mut strings = Vec::new();
     let mut after_punct = false;
+    let mut replace = |out: &mut Vec<u8>, range: Range<usize>, marker: u8| {
+        out.extend_from_slice(&bytes[copied..range.start]);
+        out.push(marker);
+        copied = range.end;
+    };
     for lexeme in Lexer::new(text) {
         let is_punct = matches!(lexeme, Lexeme::Token(TokenKind::Punct, _));
         match lexeme {
-            Lexeme::Space(r) => item(&mut out, b' ', &bytes[r]),
-            Lexeme::Comment(r) if after_punct => item(&mut out, b'c', &bytes[r]),
-            Lexeme::Comment(_) => item(&mut out, b'c', &[]),
             Lexeme::Token(TokenKind::Unterminated, _) => return None,
-            Lexeme::Token(kind @ (TokenKind::String | TokenKind::Number), r) => {
-                item(&mut out, tag(kind), &[]);
-                strings.push(kind == TokenKind::String);
+            Lexeme::Token(TokenKind::String, r) => {
+                replace(&mut out, r.clone(), STRING);
                 literals.push(r);
             }
-            Lexeme::Token(TokenKind::Word, r) => {
-                out.push(b'w');
-                out.extend_from_slice(&((r.end - r.start) as u32).to_le_bytes());
-                out.extend(bytes[r].iter().map(u8::to_ascii_lowercase));
+            Lexeme::Token(TokenKind::Number, r) => {
+                replace(&mut out, r.clone(), NUMBER);
+                literals.push(r);
             }
-            Lexeme::Token(kind, r) => item(&mut out, tag(kind), &bytes[r]),
+            Lexeme::Comment(r) if !after_punct => replace(&mut out, r, COMMENT),
+            _ => {}
         }
         after_punct = is_punct;
     }
+    out.extend_from_slice(&bytes[copied..]);
     Some(Hoisted {
         key: xxhash_rust::xxh3::xxh3_128(&out),
         literals,
-        strings,
     })
 }
 
-/// What a byte range holds, for the lexemes the shape key transforms: hoisted
-/// literals, words (lower-cased) and comments (dropped).
+/// What a byte range holds, for the lexemes the shape key replaces: hoisted literals
+/// and comments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
     /// A plain `'…'` string.
     String,
     /// A plain number.
     Number,
-    /// An unquoted word.
-    Word,
     /// A comment.
     Comment,
 }
@@ -106,7 +90,7 @@ pub(crate) enum Claim {
 /// Claims on a text: byte ranges and what they hold, in text order.
 pub(crate) type Claims = Vec<(Range<usize>, Claim)>;
 
-/// Our lexer's claims on `text`, in text order: the ranges the shape key transforms.
+/// Our lexer's claims on `text`, in text order: the ranges the shape key replaces.
 pub(crate) fn claims(text: &str) -> Claims {
     let mut out = Vec::new();
     let mut after_punct = false;
@@ -115,7 +99,6 @@ pub(crate) fn claims(text: &str) -> Claims {
         match lexeme {
             Lexeme::Token(TokenKind::String, r) => out.push((r, Claim::String)),
             Lexeme::Token(TokenKind::Number, r) => out.push((r, Claim::Number)),
-            Lexeme::Token(TokenKind::Word, r) => out.push((r, Claim::Word)),
             // A comment after punctuation is kept verbatim in the key.
             Lexeme::Comment(r) if !after_punct => out.push((r, Claim::Comment)),
             _ => {}
@@ -136,7 +119,6 @@ pub(crate) fn sqlparser_claims<'t>(
             let claim = match &t.token {
                 Token::SingleQuotedString(_) => Claim::String,
                 Token::Number(_, false) => Claim::Number,
-                Token::Word(w) if w.quote_style.is_none() => Claim::Word,
                 Token::Whitespace(
                     Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_),
                 ) => Claim::Comment,
@@ -166,12 +148,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn literal_values_and_word_case_do_not_change_the_key() {
-        let a = hoist("select * from Film where id = 1 and t = 'x' /* a */").expect("lexes");
-        let b = hoist("SELECT * FROM film WHERE ID = 22 AND T = 'y''z' /* bb */").expect("lexes");
+    fn literal_values_and_comments_do_not_change_the_key() {
+        let a = hoist("SELECT * FROM film WHERE id = 1 AND t = 'x' /* a */").expect("lexes");
+        let b = hoist("SELECT * FROM film WHERE id = 22 AND t = 'y''z' /* bb */").expect("lexes");
         assert_eq!(a.key, b.key);
         assert_eq!(b.literals, vec![30..32, 41..47]);
-        assert_eq!(b.strings, vec![false, true]);
     }
 
     #[test]
@@ -185,6 +166,7 @@ mod tests {
             "SELECT * FROM \"film\" WHERE id = 1",
             "SELECT * FROM films WHERE id = 1",
             "SELECT * FROM film WHERE id <> 1",
+            "select * from film where id = 1",
         ] {
             assert_ne!(hoist(other).expect("lexes").key, base, "{other}");
         }

@@ -74,8 +74,19 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline]
     fn peek(&self, ahead: usize) -> Option<u8> {
         self.bytes.get(self.pos + ahead).copied()
+    }
+
+    /// Advance over bytes in `set`.
+    #[inline]
+    fn skip(&mut self, set: &[bool; 256]) {
+        let rest = &self.bytes[self.pos..];
+        self.pos += rest
+            .iter()
+            .position(|&b| !set[b as usize])
+            .unwrap_or(rest.len());
     }
 
     /// Skip to the end of the text; used for unterminated constructs.
@@ -88,26 +99,32 @@ impl<'a> Lexer<'a> {
     /// `quote`; a doubled quote continues; with `backslash`, `\` escapes the next byte.
     /// Returns false when the text ends first.
     fn quoted(&mut self, quote: u8, backslash: bool) -> bool {
-        while let Some(&b) = self.bytes.get(self.pos) {
-            self.pos += 1;
-            if b == quote {
-                if self.peek(0) == Some(quote) {
-                    self.pos += 1;
-                } else {
+        loop {
+            let rest = &self.bytes[self.pos..];
+            let Some(i) = rest
+                .iter()
+                .position(|&b| b == quote || (backslash && b == b'\\'))
+            else {
+                self.pos = self.bytes.len();
+                return false;
+            };
+            self.pos += i + 1;
+            if rest[i] == quote {
+                if self.peek(0) != Some(quote) {
                     return true;
                 }
-            } else if backslash && b == b'\\' {
+                self.pos += 1;
+            } else {
+                // A backslash escapes the next character (which may be multi-byte).
                 if self.pos >= self.bytes.len() {
                     return false;
                 }
                 self.pos += 1;
-                // Stay on a char boundary if the escaped char is multi-byte.
                 while self.pos < self.bytes.len() && !self.text.is_char_boundary(self.pos) {
                     self.pos += 1;
                 }
             }
         }
-        false
     }
 
     fn quoted_token(&mut self, start: usize, kind: TokenKind, quote: u8, bs: bool) -> Lexeme {
@@ -264,54 +281,99 @@ impl<'a> Lexer<'a> {
             return self.quoted_token(start, TokenKind::OtherLiteral, b'\'', true);
         }
         self.pos += 1;
-        while self.peek(0).is_some_and(is_ident_part) {
-            self.pos += 1;
-        }
+        self.skip(&IDENT_PART);
         Lexeme::Token(TokenKind::Word, start..self.pos)
     }
 }
 
+/// What a byte can start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Space,
+    /// An identifier start: ASCII letter, `_`, or any byte of a non-ASCII character.
+    Ident,
+    Digit,
+    Quote,
+    DoubleQuote,
+    Dollar,
+    Dot,
+    Minus,
+    Slash,
+    Other,
+}
+
+const CLASS: [Class; 256] = {
+    let mut table = [Class::Other; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = match c {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => Class::Space,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' | 0x80..=0xff => Class::Ident,
+            b'0'..=b'9' => Class::Digit,
+            b'\'' => Class::Quote,
+            b'"' => Class::DoubleQuote,
+            b'$' => Class::Dollar,
+            b'.' => Class::Dot,
+            b'-' => Class::Minus,
+            b'/' => Class::Slash,
+            _ => Class::Other,
+        };
+        b += 1;
+    }
+    table
+};
+
+/// A table of the bytes matching a pattern.
+macro_rules! byte_set {
+    ($pattern:pat) => {{
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            table[b] = matches!(b as u8, $pattern);
+            b += 1;
+        }
+        table
+    }};
+}
+
 /// Whitespace as sqlparser's Postgres tokenizer sees it: ASCII only, because every
 /// non-ASCII character starts an identifier in `PostgreSqlDialect`.
-pub(crate) fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
-}
-
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
-}
+const SPACE: [bool; 256] = byte_set!(b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+/// Bytes that continue an identifier: ASCII letters and digits, `_`, `$`, non-ASCII.
+const IDENT_PART: [bool; 256] =
+    byte_set!(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'$' | 0x80..=0xff);
 
 fn is_ident_part(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    IDENT_PART[b as usize]
 }
 
 impl Iterator for Lexer<'_> {
     type Item = Lexeme;
 
+    #[inline]
     fn next(&mut self) -> Option<Lexeme> {
         let start = self.pos;
         let b = *self.bytes.get(start)?;
-        let lexeme = match b {
-            b if is_space(b) => {
-                while self.peek(0).is_some_and(is_space) {
-                    self.pos += 1;
-                }
+        let lexeme = match CLASS[b as usize] {
+            Class::Space => {
+                self.skip(&SPACE);
                 Lexeme::Space(start..self.pos)
             }
-            b'-' if self.peek(1) == Some(b'-') => self.line_comment(start),
-            b'/' if self.peek(1) == Some(b'*') => self.block_comment(start),
-            b'\'' => {
+            Class::Ident => self.word(start),
+            Class::Digit => self.number(start),
+            Class::Minus if self.peek(1) == Some(b'-') => self.line_comment(start),
+            Class::Slash if self.peek(1) == Some(b'*') => self.block_comment(start),
+            Class::Quote => {
                 self.pos += 1;
                 self.quoted_token(start, TokenKind::String, b'\'', false)
             }
-            b'"' => {
+            Class::DoubleQuote => {
                 self.pos += 1;
                 self.quoted_token(start, TokenKind::QuotedIdent, b'"', false)
             }
-            b'0'..=b'9' => self.number(start),
-            b'.' if self.peek(1).is_some_and(|c| c.is_ascii_digit()) => self.number(start),
-            b'$' => self.dollar(start),
-            b if is_ident_start(b) => self.word(start),
+            Class::Dot if self.peek(1).is_some_and(|c| c.is_ascii_digit()) => self.number(start),
+            Class::Dollar => self.dollar(start),
             _ => {
                 self.pos += 1;
                 let kind = match b {

@@ -3,10 +3,11 @@
 //! Entry points: [`analyze`] / [`analyze_with`] for one text, [`StatementMemo`] for
 //! the cached path, [`split_statements`] to cut a script into statements.
 //!
-//! Pipeline (`pipeline.rs`): size cap → case fold of unquoted words (`lexer.rs`) →
-//! sqlparser 0.63 (`PostgreSqlDialect`) → read/write-set visitor (`analyze.rs`,
-//! `volatility.rs`) → canonical text cut at its literals (`canonical.rs`) → xxh3-128
-//! fingerprints (`fingerprint.rs`). Text sqlparser cannot parse is classified by its
+//! Pipeline (`pipeline.rs`): size cap → sqlparser 0.63 (`PostgreSqlDialect`) →
+//! read/write-set visitor (`analyze.rs`, `volatility.rs`) → canonical text with
+//! identifiers folded, cut at its literals (`canonical.rs`) → xxh3-128 fingerprints
+//! (`fingerprint.rs`); the AST is then taken apart without deep recursion
+//! (`stack.rs`). Text sqlparser cannot parse is classified by its
 //! leading keywords (`fallback.rs`). The memo (`memo.rs`) keeps analyses per text
 //! and, through a lexer-level literal hoist (`hoist.rs`), per shape.
 
