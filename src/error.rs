@@ -24,6 +24,17 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// Loading a sample dataset (`datasets`) failed; `context` names the file and the
+    /// dump entry (or the check) that failed.
+    #[error("dataset {context}: {source}")]
+    Dataset {
+        /// File and entry, e.g. `pagila-schema.sql: VIEW public.film_list`.
+        context: String,
+        /// The underlying failure (database or file I/O).
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// `Result` with [`Error`] as the error type.

@@ -1,0 +1,234 @@
+//! The full cached-read path against real Postgres: hit latency for a one-row and a
+//! 1 000-row result, and miss+fill beside plain sqlx running the same query.
+//!
+//! "Full path" means what a caller pays: building the sqlx query and binding its
+//! argument, the plan lookup (xxh3 of the text), key hashing (arguments via `Debug`),
+//! the generation stamp, the memory-tier lookup, and returning the rows. DESIGN §5
+//! targets ≤ 1 µs for a one-row hit.
+//!
+//! Criterion reports means; the table printed first gives p50/p99 from hdrhistogram
+//! over a timed loop (each call timed alone, so each figure includes one `Instant`
+//! pair, ≈ 0.03 µs here).
+//!
+//! ```sh
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!   flock /work/wt/bench.lock cargo bench --bench hit_path -- --warm-up-time 1 --measurement-time 3
+//! ```
+//! Without `DATABASE_URL` it prints a SKIP line and measures nothing.
+
+use chrono::{DateTime, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use hdrhistogram::Histogram;
+use querycache::{CachedQuery, QueryCache};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use std::future::Future;
+use std::hint::black_box;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+struct Row {
+    id: i32,
+    name: String,
+    score: f64,
+    created: DateTime<Utc>,
+    tags: Vec<String>,
+}
+
+const ONE: &str = "SELECT id, name, score, created, tags FROM bench_row WHERE id = $1";
+const ALL: &str = "SELECT id, name, score, created, tags FROM bench_row ORDER BY id";
+
+async fn database(url: &str) -> PgPool {
+    let admin = PgPool::connect(url).await.expect("connect to DATABASE_URL");
+    for sql in [
+        "DROP DATABASE IF EXISTS qc_bench_hit_path WITH (FORCE)",
+        "CREATE DATABASE qc_bench_hit_path",
+    ] {
+        sqlx::raw_sql(sql).execute(&admin).await.expect(sql);
+    }
+    admin.close().await;
+    let options = PgConnectOptions::from_str(url)
+        .expect("parse DATABASE_URL")
+        .database("qc_bench_hit_path");
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .expect("connect");
+    sqlx::raw_sql(
+        "CREATE TABLE bench_row (id int PRIMARY KEY, name text NOT NULL, score float8 NOT NULL,
+                                 created timestamptz NOT NULL, tags text[] NOT NULL);
+         INSERT INTO bench_row
+         SELECT g, 'name ' || g, g * 1.5, '2024-01-01'::timestamptz + g * interval '1 minute',
+                ARRAY['tag-a', 'tag-' || (g % 7)]
+         FROM generate_series(1, 1000) g;",
+    )
+    .execute(&pool)
+    .await
+    .expect("bench table");
+    pool
+}
+
+/// p50 and p99 in µs of `f` over `n` calls.
+fn percentiles<F, Fut>(rt: &Runtime, n: usize, mut f: F) -> (f64, f64)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut h = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    rt.block_on(async {
+        for _ in 0..n {
+            let start = Instant::now();
+            f().await;
+            h.record(start.elapsed().as_nanos() as u64)
+                .expect("in range");
+        }
+    });
+    (
+        h.value_at_quantile(0.5) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
+    )
+}
+
+fn hit_path(c: &mut Criterion) {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("SKIP hit_path: DATABASE_URL is not set; this benchmark needs PostgreSQL");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let pool = rt.block_on(database(&url));
+    let cache: QueryCache<Postgres> = rt
+        .block_on(QueryCache::builder(pool.clone()).build())
+        .expect("build cache");
+
+    let hit_one = || async {
+        let r: Row = sqlx::query_as(ONE)
+            .bind(42)
+            .fetch_one_cached(&cache)
+            .await
+            .expect("hit");
+        black_box(r);
+    };
+    let hit_all_shared = || async {
+        let r = sqlx::query_as::<_, Row>(ALL)
+            .fetch_all_shared(&cache)
+            .await
+            .expect("hit");
+        black_box(r);
+    };
+    let hit_all_vec = || async {
+        let r: Vec<Row> = sqlx::query_as(ALL)
+            .fetch_all_cached(&cache)
+            .await
+            .expect("hit");
+        black_box(r);
+    };
+    let plain_one = || async {
+        let r: Row = sqlx::query_as(ONE)
+            .bind(42)
+            .fetch_one(&pool)
+            .await
+            .expect("plain");
+        black_box(r);
+    };
+    let plain_all = || async {
+        let r: Vec<Row> = sqlx::query_as(ALL).fetch_all(&pool).await.expect("plain");
+        black_box(r);
+    };
+    // A write elsewhere, then the read: bump, miss, query, fill (replacing the entry).
+    let miss_one = || async {
+        cache.invalidate_table("public.bench_row");
+        let r: Row = sqlx::query_as(ONE)
+            .bind(42)
+            .fetch_one_cached(&cache)
+            .await
+            .expect("miss");
+        black_box(r);
+    };
+    let miss_all = || async {
+        cache.invalidate_table("public.bench_row");
+        let r: Vec<Row> = sqlx::query_as(ALL)
+            .fetch_all_cached(&cache)
+            .await
+            .expect("miss");
+        black_box(r);
+    };
+    // Warm: plans parsed, entries filled, sqlx statement caches primed.
+    percentiles(&rt, 200, plain_one);
+    percentiles(&rt, 20, plain_all);
+    percentiles(&rt, 2, hit_one);
+    percentiles(&rt, 2, hit_all_shared);
+
+    let rows = [
+        (
+            "hit, 1 row (fetch_one_cached)",
+            percentiles(&rt, 200_000, hit_one),
+        ),
+        (
+            "hit, 1000 rows (fetch_all_shared: Arc)",
+            percentiles(&rt, 50_000, hit_all_shared),
+        ),
+        (
+            "hit, 1000 rows (fetch_all_cached: Vec)",
+            percentiles(&rt, 5_000, hit_all_vec),
+        ),
+        (
+            "plain sqlx, 1 row (fetch_one)",
+            percentiles(&rt, 5_000, plain_one),
+        ),
+        ("miss+fill, 1 row", percentiles(&rt, 5_000, miss_one)),
+        (
+            "plain sqlx, 1000 rows (fetch_all)",
+            percentiles(&rt, 500, plain_all),
+        ),
+        ("miss+fill, 1000 rows", percentiles(&rt, 500, miss_all)),
+    ];
+    println!();
+    println!("hit_path: p50 / p99 in µs, local PostgreSQL, current-thread tokio runtime");
+    println!("{:<42} {:>10} {:>10}", "", "p50", "p99");
+    for (name, (p50, p99)) in &rows {
+        println!("{name:<42} {p50:>10.3} {p99:>10.3}");
+    }
+    let overhead = |miss: usize, plain: usize| rows[miss].1.0 - rows[plain].1.0;
+    println!(
+        "miss+fill overhead over plain sqlx (p50): 1 row {:+.1} µs, 1000 rows {:+.1} µs",
+        overhead(4, 3),
+        overhead(6, 5)
+    );
+    println!();
+
+    let mut group = c.benchmark_group("hit_path");
+    macro_rules! timed {
+        ($name:expr, $f:expr) => {
+            group.bench_function($name, |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            $f().await;
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        };
+    }
+    timed!("hit 1 row", hit_one);
+    timed!("hit 1000 rows shared", hit_all_shared);
+    timed!("plain sqlx 1 row", plain_one);
+    timed!("miss+fill 1 row", miss_one);
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3));
+    targets = hit_path
+}
+criterion_main!(benches);

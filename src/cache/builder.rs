@@ -1,0 +1,199 @@
+//! [`QueryCacheBuilder`]: configuration of a [`QueryCache`].
+
+use super::driver::Driver;
+use super::plan::Planner;
+use super::{Inner, QueryCache};
+use crate::freshness::generations::Generations;
+use crate::inflight::SingleFlight;
+use crate::key::CacheKey;
+use crate::metrics::Metrics;
+use crate::tier::ByteTier;
+use crate::tier::memory::MemoryTier;
+use futures_core::future::BoxFuture;
+use sqlx::Pool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whether cached reads inside a [`CachedTransaction`](super::CachedTransaction) may be
+/// served from the cache.
+///
+/// Reads inside a transaction never *fill* the cache, whatever the policy: under
+/// REPEATABLE READ or SERIALIZABLE their snapshot may predate writes other callers have
+/// already seen return, and their result may include the transaction's own uncommitted
+/// writes. Serving *hits* assumes READ COMMITTED (Postgres' default): a hit is as fresh
+/// as a new statement would be. Use [`TransactionReads::Never`] for stricter isolation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TransactionReads {
+    /// Serve hits unless the read touches a relation this transaction wrote (or the
+    /// transaction made a write the cache could not analyse, or DDL). Default.
+    #[default]
+    BypassWritten,
+    /// Never serve hits inside a transaction.
+    Never,
+    /// Serve hits until the transaction's first write, then never.
+    UntilWrite,
+    /// Always serve hits, even for relations this transaction wrote: the transaction
+    /// may not see its own writes through cached reads. For callers that know better.
+    Always,
+}
+
+/// A hook run by a miss between its query and its fill (tests only).
+pub(crate) type FillHook = Arc<dyn Fn(CacheKey) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Everything the builder sets.
+pub(crate) struct Config {
+    pub default_ttl: Duration,
+    pub ttl_jitter: f64,
+    pub transaction_reads: TransactionReads,
+    pub invalidation_disabled: bool,
+    pub before_fill: Option<FillHook>,
+    pub byte_tier: Option<Arc<dyn ByteTier>>,
+}
+
+/// Builds a [`QueryCache`]; from [`QueryCache::builder`]. Every setter documents its
+/// default.
+#[must_use = "call .build().await to get the cache"]
+pub struct QueryCacheBuilder<DB: Driver> {
+    pool: Pool<DB>,
+    memory_capacity: u64,
+    statement_memo_capacity: usize,
+    config: Config,
+}
+
+impl<DB: Driver> std::fmt::Debug for QueryCacheBuilder<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryCacheBuilder")
+            .field("memory_capacity", &self.memory_capacity)
+            .field("statement_memo_capacity", &self.statement_memo_capacity)
+            .field("default_ttl", &self.config.default_ttl)
+            .field("ttl_jitter", &self.config.ttl_jitter)
+            .field("transaction_reads", &self.config.transaction_reads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Driver> QueryCacheBuilder<DB> {
+    pub(crate) fn new(pool: Pool<DB>) -> Self {
+        QueryCacheBuilder {
+            pool,
+            memory_capacity: 64 << 20,
+            statement_memo_capacity: 10_000,
+            config: Config {
+                default_ttl: Duration::from_secs(300),
+                ttl_jitter: 0.1,
+                transaction_reads: TransactionReads::default(),
+                invalidation_disabled: false,
+                before_fill: None,
+                byte_tier: None,
+            },
+        }
+    }
+
+    /// Byte budget of the memory tier, as estimated by its weigher (rows' inline size
+    /// plus their encoded payload plus ~128 B per entry; see
+    /// [`tier::memory::weigh`](crate::tier::memory::weigh)). Default: 64 MiB.
+    pub fn memory_capacity(mut self, bytes: u64) -> Self {
+        self.memory_capacity = bytes;
+        self
+    }
+
+    /// A byte tier below memory, such as the persistent disk tier
+    /// ([`DiskTier`](crate::tier::disk::DiskTier)): consulted after a memory miss (a hit
+    /// whose generations are current is promoted to memory) and filled after a memory
+    /// fill. Its failures are misses, counted in [`Stats::fallbacks`](crate::Stats::fallbacks).
+    /// Default: none.
+    pub fn byte_tier(mut self, tier: impl ByteTier) -> Self {
+        self.config.byte_tier = Some(Arc::new(tier));
+        self
+    }
+
+    /// Time to live of an entry unless a query sets its own
+    /// ([`CachedQuery::cache_ttl`](super::CachedQuery::cache_ttl)). TTL is a backstop,
+    /// not the freshness mechanism: writes through the cache invalidate at once.
+    /// Default: 300 s.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config.default_ttl = ttl;
+        self
+    }
+
+    /// Random shortening of each entry's TTL, as a fraction in `[0, 1)`: an entry
+    /// lives `ttl × (1 − jitter × u)` for a uniform `u`, so entries filled together do
+    /// not expire together. Default: 0.1.
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.config.ttl_jitter = fraction;
+        self
+    }
+
+    /// Policy for cached reads inside transactions. Default:
+    /// [`TransactionReads::BypassWritten`].
+    pub fn transaction_reads(mut self, policy: TransactionReads) -> Self {
+        self.config.transaction_reads = policy;
+        self
+    }
+
+    /// How many statement plans (parsed and resolved SQL texts) to memoize. Parsing
+    /// costs 30–600 µs (research §3.6), so this should exceed the number of distinct
+    /// statement texts the application issues. Default: 10 000.
+    pub fn statement_memo_capacity(mut self, plans: usize) -> Self {
+        self.statement_memo_capacity = plans;
+        self
+    }
+
+    /// Make writes bump no generation, so the cache serves stale results after writes.
+    /// Only for proving that a freshness audit detects stale reads; never in production.
+    /// Manual [`QueryCache::invalidate_table`] / [`QueryCache::invalidate_all`] still
+    /// work.
+    #[doc(hidden)]
+    pub fn disable_invalidation_for_testing(mut self) -> Self {
+        self.config.invalidation_disabled = true;
+        self
+    }
+
+    /// Run `hook` in every miss after its query returned and before its fill is
+    /// checked against the current generations: lets a test hold a fill while a write
+    /// commits (`tests/stale_fill_race.rs`).
+    #[doc(hidden)]
+    pub fn before_fill_for_testing(
+        mut self,
+        hook: impl Fn(CacheKey) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.before_fill = Some(Arc::new(hook));
+        self
+    }
+
+    /// Build the cache: reads the pool's session context (database, role, search
+    /// path), which keys every entry, and loads the relation catalog (write closures,
+    /// name resolution, function volatility; a few ms to tens of ms).
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) when `ttl_jitter` is outside `[0, 1)` or
+    /// the memory capacity is zero; [`Error::Database`](crate::Error::Database) when the
+    /// session context or the catalog cannot be read.
+    pub async fn build(self) -> crate::Result<QueryCache<DB>> {
+        if !(0.0..1.0).contains(&self.config.ttl_jitter) {
+            return Err(crate::Error::Config(format!(
+                "ttl_jitter must be in [0, 1), got {}",
+                self.config.ttl_jitter
+            )));
+        }
+        if self.memory_capacity == 0 {
+            return Err(crate::Error::Config("memory_capacity must be > 0".into()));
+        }
+        let context = DB::session_context(&self.pool).await?;
+        let catalog = DB::load_catalog(&self.pool).await?;
+        let resolver = super::resolver(catalog, &context);
+        let estimated_entries = usize::try_from(self.memory_capacity / 2048).unwrap_or(usize::MAX);
+        Ok(QueryCache(Arc::new(Inner {
+            pool: self.pool,
+            context,
+            memory: MemoryTier::new(self.memory_capacity, estimated_entries),
+            generations: Generations::new(),
+            planner: Planner::new(self.statement_memo_capacity, DB::DIALECT, resolver),
+            inflight: SingleFlight::new(),
+            metrics: Metrics::default(),
+            config: self.config,
+            catalog: Default::default(),
+        })))
+    }
+}

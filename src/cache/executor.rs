@@ -1,0 +1,125 @@
+//! `&QueryCache` as a sqlx [`Executor`]: unchanged statements, invalidating writes.
+//!
+//! Every statement runs on the pool exactly as given (`sqlx::query(…).execute(&cache)`,
+//! `sqlx::raw_sql(…).execute(&cache)`, `query_as(…).fetch_all(&cache)`). When it may
+//! write, its write set is bumped once it has finished — before the call returns — so
+//! read-your-writes holds for every caller of the cache. Reads through this executor run
+//! uncached (counted as bypass `plain_executor`): sqlx rows (`PgRow`) cannot be built
+//! from cached data (research §2.2); use [`CachedQuery`](super::CachedQuery) to cache.
+//!
+//! Two things sqlx's own pool executor keeps are lost on the way through: a query's
+//! `persistent(false)` flag (statements are always prepared and cached by sqlx), and a
+//! prepared `Statement` passed via `query_statement` (reduced to its SQL text).
+
+use super::driver::{Conn, Driver};
+use super::{QueryCache, WriteGuard};
+use crate::metrics::BypassReason;
+use futures_core::future::BoxFuture;
+use futures_core::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
+use sqlx::{Describe, Either, Error, Execute, Executor, SqlStr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A stream that drops its [`WriteGuard`] (bumping the writes) as soon as the inner
+/// stream ends, or when it is dropped early (error, cancellation).
+pub(crate) struct BumpAtEnd<S, G> {
+    inner: S,
+    guard: Option<G>,
+}
+
+impl<S, G> BumpAtEnd<S, G> {
+    pub(crate) fn new(inner: S, guard: Option<G>) -> Self {
+        BumpAtEnd { inner, guard }
+    }
+}
+
+impl<S: futures_core::Stream + Unpin, G: Unpin> futures_core::Stream for BumpAtEnd<S, G> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.inner.poll_next_unpin(cx);
+        if let Poll::Ready(None) = next {
+            self.guard = None;
+        }
+        next
+    }
+}
+
+/// Split a query into its SQL text and arguments, as sqlx's own executors do.
+pub(crate) fn take<'q, DB: Driver, E: Execute<'q, DB>>(
+    mut query: E,
+) -> (SqlStr, Result<Option<DB::Arguments>, Error>) {
+    let arguments = query.take_arguments().map_err(Error::Encode);
+    (query.sql(), arguments)
+}
+
+impl<'c, DB: Driver> Executor<'c> for &'c QueryCache<DB> {
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        let (sql, arguments) = take(query);
+        let arguments = match arguments {
+            Ok(a) => a,
+            Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
+        };
+        let plan = self.plan(sql.as_str());
+        let guard = WriteGuard::new(self, &plan);
+        if guard.is_none() {
+            self.0.metrics.bypass(BypassReason::PlainExecutor);
+        }
+        BumpAtEnd::new(
+            DB::fetch_many(Conn::Pool(&self.0.pool), sql, arguments),
+            guard,
+        )
+        .boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        let (sql, arguments) = take(query);
+        async move {
+            let arguments = arguments?;
+            let plan = self.plan(sql.as_str());
+            let guard = WriteGuard::new(self, &plan);
+            if guard.is_none() {
+                self.0.metrics.bypass(BypassReason::PlainExecutor);
+            }
+            let row = DB::fetch_optional(Conn::Pool(&self.0.pool), sql, arguments).await;
+            drop(guard);
+            row
+        }
+        .boxed()
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement, Error>>
+    where
+        'c: 'e,
+    {
+        DB::prepare_with(Conn::Pool(&self.0.pool), sql, parameters)
+    }
+
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<DB>, Error>>
+    where
+        'c: 'e,
+    {
+        DB::describe(Conn::Pool(&self.0.pool), sql)
+    }
+}

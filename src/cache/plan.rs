@@ -1,0 +1,282 @@
+//! Statement plans: what the cache does with one SQL text, worked out once.
+//!
+//! A [`Plan`] joins the normalizer's [`Analysis`] with what only the cache knows: the
+//! read set and the write set resolved to schema-qualified relations and their
+//! generation counters, the write set closed over the catalog (views, partitions,
+//! cascades, triggers), and whether reads bypass the cache and why. Plans are memoized
+//! by the xxh3-128 of the raw text, so a hit costs one hash and one lookup; all plans
+//! are dropped when the catalog changes (DDL through the cache), which bumps the
+//! planner's *version*.
+
+use crate::freshness::generations::{Generations, RelationSet};
+use crate::freshness::{Catalog, VolatileSource, Volatility};
+use crate::metrics::BypassReason;
+use crate::sql::{Analysis, AnalyzeOptions, Reason, RelationName, StatementKind, StatementMemo};
+use parking_lot::RwLock;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What the cache does with one statement text.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The planner version this plan was built under. An entry filled through a plan
+    /// of another version is never served: stamps only compare over the same read set.
+    pub version: u64,
+    /// The normalizer's key fingerprint.
+    pub fingerprint: u128,
+    /// Why reads of this text bypass the cache, if they do.
+    pub bypass: Option<BypassReason>,
+    /// The read set, resolved.
+    pub reads: RelationSet,
+    /// The write set, resolved and closed over the catalog.
+    pub writes: RelationSet,
+    /// The statement may write relations it does not name: bump the global epoch.
+    pub writes_unknown: bool,
+    /// DDL: relation names may now resolve differently; reload the catalog.
+    pub ddl: bool,
+    /// A written relation is not in the catalog (created elsewhere since it was
+    /// loaded): bump the global epoch and reload the catalog.
+    pub catalog_stale: bool,
+}
+
+impl Plan {
+    /// `true` when running the statement may change data or schema.
+    pub fn writes_anything(&self) -> bool {
+        !self.writes.is_empty() || self.writes_unknown || self.ddl || self.catalog_stale
+    }
+
+    /// `true` when the catalog must be reloaded after this statement.
+    pub fn changes_catalog(&self) -> bool {
+        self.ddl || self.catalog_stale
+    }
+}
+
+/// How relation names become generation keys, write sets close, and functions are
+/// judged.
+#[derive(Debug)]
+pub(crate) enum Resolver {
+    /// Through the catalog: unqualified names resolve along `search_path` as Postgres
+    /// resolves them; a write set closes over views, partitions, inheritance, cascades,
+    /// triggers and rules; a function is cacheable only if `pg_proc` says IMMUTABLE
+    /// (for every overload), and a view only if it calls no such function and reads
+    /// no system catalog, through views of views ([`Catalog::reads_volatile`]).
+    Catalog {
+        /// The loaded catalog.
+        catalog: Arc<Catalog>,
+        /// The pool's `search_path`, parsed ([`crate::freshness::parse_search_path`]).
+        search_path: Vec<String>,
+    },
+    /// DDL ran and the catalog is being reloaded (or could not be reloaded): names may
+    /// resolve differently and closures are unknown, so reads bypass and writes bump
+    /// the global epoch until a new catalog is installed.
+    Reloading,
+    /// A database without catalog support: key by bare relation name, so `s.t` and `t`
+    /// share a counter (over-invalidates across schemas, never under-invalidates).
+    /// Write closure is the write set itself; every function is assumed volatile.
+    /// Views cannot be told from tables, so a view over `now()` is cached: use
+    /// [`Resolver::Catalog`] with Postgres.
+    Bare,
+}
+
+/// A write set after resolution and closure.
+struct Closure {
+    names: Vec<Arc<str>>,
+    /// Write to relations we cannot name: bump the global epoch.
+    unknown: bool,
+    /// A written relation is missing from the catalog: reload it.
+    catalog_stale: bool,
+}
+
+impl Resolver {
+    fn resolve(&self, relation: &RelationName) -> Arc<str> {
+        match self {
+            Resolver::Catalog {
+                catalog,
+                search_path,
+            } => Arc::from(catalog.resolve(relation, search_path).to_string()),
+            Resolver::Reloading | Resolver::Bare => Arc::clone(&relation.name),
+        }
+    }
+
+    fn write_closure(&self, writes: &[RelationName]) -> Closure {
+        match self {
+            Resolver::Catalog {
+                catalog,
+                search_path,
+            } => {
+                let resolved: Vec<RelationName> = writes
+                    .iter()
+                    .map(|r| catalog.resolve(r, search_path))
+                    .collect();
+                let closure = catalog.write_closure(&resolved);
+                Closure {
+                    names: closure
+                        .relations
+                        .iter()
+                        .map(|r| Arc::from(r.to_string()))
+                        .collect(),
+                    unknown: closure.unknown,
+                    catalog_stale: resolved.iter().any(|r| !catalog.contains(r)),
+                }
+            }
+            Resolver::Reloading => Closure {
+                names: writes.iter().map(|r| self.resolve(r)).collect(),
+                unknown: !writes.is_empty(),
+                catalog_stale: false,
+            },
+            Resolver::Bare => Closure {
+                names: writes.iter().map(|r| self.resolve(r)).collect(),
+                unknown: false,
+                catalog_stale: false,
+            },
+        }
+    }
+
+    /// Why reads under this resolver bypass, if they must: a function the text calls,
+    /// or a relation it reads that is a view over a volatile function or a system
+    /// catalog.
+    fn read_bypass(&self, functions: &[String], reads: &[RelationName]) -> Option<BypassReason> {
+        match self {
+            Resolver::Reloading => Some(BypassReason::CatalogUnavailable),
+            Resolver::Bare => (!functions.is_empty()).then_some(BypassReason::VolatileFunction),
+            Resolver::Catalog {
+                catalog,
+                search_path,
+            } => {
+                let immutable =
+                    |f: &String| catalog.function_volatility(f) == Some(Volatility::Immutable);
+                if !functions.iter().all(immutable) {
+                    return Some(BypassReason::VolatileFunction);
+                }
+                reads.iter().find_map(|read| {
+                    let read = catalog.resolve(read, search_path);
+                    catalog.reads_volatile(&read).map(|source| match source {
+                        VolatileSource::SystemRelation(_) => BypassReason::SystemCatalog,
+                        VolatileSource::Function(_) => BypassReason::VolatileFunction,
+                    })
+                })
+            }
+        }
+    }
+}
+
+/// The bypass counter a normalizer verdict maps to.
+fn bypass_reason(reason: &Reason) -> BypassReason {
+    match reason {
+        Reason::NotARead(_) | Reason::UnknownWrite(_) => BypassReason::NotARead,
+        Reason::VolatileFunction(_) => BypassReason::VolatileFunction,
+        Reason::TimeLiteral(_) => BypassReason::TimeLiteral,
+        Reason::RowLock => BypassReason::RowLock,
+        Reason::DataModifyingCte => BypassReason::DataModifyingCte,
+        Reason::SelectInto => BypassReason::SelectInto,
+        Reason::TableSample => BypassReason::TableSample,
+        Reason::TempTable(_) => BypassReason::TempTable,
+        Reason::SystemCatalog(_) => BypassReason::SystemCatalog,
+        Reason::ExplainAnalyze => BypassReason::ExplainAnalyze,
+        Reason::Explain => BypassReason::Explain,
+        Reason::Show => BypassReason::Show,
+        Reason::Misread(_) => BypassReason::Misread,
+        Reason::MultipleStatements => BypassReason::MultipleStatements,
+        Reason::FromOnly => BypassReason::FromOnly,
+        Reason::TooLarge { .. } => BypassReason::TooLarge,
+        Reason::ParseError(_) => BypassReason::Unparseable,
+    }
+}
+
+/// Builds and memoizes plans.
+///
+/// Invariant: a memoized plan whose `version` differs from the planner's is never
+/// returned (it may linger in the memo after a concurrent [`Planner::replan`]).
+pub(crate) struct Planner {
+    memo: quick_cache::sync::Cache<u128, Arc<Plan>>,
+    statements: StatementMemo,
+    version: AtomicU64,
+    resolver: RwLock<Arc<Resolver>>,
+}
+
+impl std::fmt::Debug for Planner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("plans", &self.memo.len())
+            .field("version", &self.version.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Planner {
+    /// A planner memoizing up to `capacity` plans.
+    pub fn new(capacity: usize, dialect: crate::sql::Dialect, resolver: Resolver) -> Self {
+        let options = AnalyzeOptions {
+            dialect,
+            ..AnalyzeOptions::default()
+        };
+        Planner {
+            memo: quick_cache::sync::Cache::new(capacity.max(1)),
+            statements: StatementMemo::new(capacity, options),
+            version: AtomicU64::new(0),
+            resolver: RwLock::new(Arc::new(resolver)),
+        }
+    }
+
+    /// The plan for `sql`, built on first use.
+    pub fn plan(&self, sql: &str, generations: &Generations) -> Arc<Plan> {
+        let hash = xxhash_rust::xxh3::xxh3_128(sql.as_bytes());
+        let version = self.version.load(Ordering::SeqCst);
+        if let Some(plan) = self.memo.get(&hash)
+            && plan.version == version
+        {
+            return plan;
+        }
+        let analysis = self.statements.analyze(sql);
+        let resolver = Arc::clone(&self.resolver.read());
+        let plan = Arc::new(build(&analysis, &resolver, generations, version));
+        self.memo.insert(hash, Arc::clone(&plan));
+        plan
+    }
+
+    /// Replace how names resolve (a catalog reloading or reloaded) and drop every
+    /// plan built under the old resolver.
+    pub fn replan(&self, resolver: Resolver) {
+        *self.resolver.write() = Arc::new(resolver);
+        self.version.fetch_add(1, Ordering::SeqCst);
+        self.memo.clear();
+    }
+
+    /// Resolve relation names for a manual invalidation, closed like a write.
+    pub fn write_set(
+        &self,
+        relations: &[RelationName],
+        generations: &Generations,
+    ) -> (RelationSet, bool) {
+        let resolver = Arc::clone(&self.resolver.read());
+        let closure = resolver.write_closure(relations);
+        (
+            generations.relation_set(closure.names.iter().map(|n| &**n)),
+            closure.unknown || closure.catalog_stale,
+        )
+    }
+}
+
+fn build(
+    analysis: &Analysis,
+    resolver: &Resolver,
+    generations: &Generations,
+    version: u64,
+) -> Plan {
+    let reads: Vec<Arc<str>> = analysis.reads.iter().map(|r| resolver.resolve(r)).collect();
+    let closure = resolver.write_closure(&analysis.writes);
+    let bypass = match analysis.reason() {
+        Some(reason) => Some(bypass_reason(reason)),
+        None => resolver.read_bypass(&analysis.functions, &analysis.reads),
+    };
+    Plan {
+        version,
+        fingerprint: analysis.fingerprint,
+        bypass,
+        reads: generations.relation_set(reads.iter().map(|n| &**n)),
+        writes: generations.relation_set(closure.names.iter().map(|n| &**n)),
+        writes_unknown: analysis.writes_unknown || closure.unknown,
+        ddl: analysis.kind == StatementKind::Ddl,
+        catalog_stale: closure.catalog_stale,
+    }
+}

@@ -1,0 +1,20 @@
+//! Freshness: knowing which cached results a write can change, and whether a cached
+//! result is still current.
+//!
+//! - [`Catalog`]: a snapshot of Postgres's catalogs with the precomputed write closure
+//!   of every relation (views, partitions, inheritance, foreign-key cascades, triggers
+//!   and rules), `search_path` resolution and function volatility.
+//! - [`generations`]: one counter per relation plus a global epoch. A read snapshots its
+//!   read set's counters (a [`Stamp`](generations::Stamp)) before it runs; a write
+//!   bumps its write set after it succeeds or at COMMIT; an entry is served only while
+//!   its stamp is current.
+
+mod catalog;
+mod closure;
+mod function_body;
+pub mod generations;
+mod load;
+mod volatile_views;
+
+pub use catalog::{Catalog, RelationKind, Volatility, WriteClosure, parse_search_path};
+pub use volatile_views::VolatileSource;
