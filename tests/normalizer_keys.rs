@@ -329,3 +329,20 @@ fn cacheable_reads_with_builtins_and_user_functions() {
     assert!(a.is_cacheable(), "{a:#?}");
     assert_eq!(a.functions, ["film_in_stock", "public.inventory_in_stock"]);
 }
+
+#[test]
+fn quotes_inside_bit_and_hex_strings_survive_the_canonical_text() {
+    // Found by the fuzzer: sqlparser prints B'a''b' as B'a'b', which does not re-parse,
+    // and B'x'', ''y' (one literal) would then read like B'x', 'y' (two).
+    for sql in ["SELECT B'0''1', X'6''1'", "SELECT B'x'', ''y'"] {
+        let first = run(sql);
+        assert!(!first.canonical.is_empty(), "{sql} must parse");
+        let again = run(&first.canonical);
+        assert_eq!(again.canonical, first.canonical, "not a fixed point: {sql}");
+        assert_eq!(again.fingerprint, first.fingerprint);
+    }
+    assert_ne!(
+        run("SELECT B'x'', ''y'").fingerprint,
+        run("SELECT B'x', 'y'").fingerprint
+    );
+}
