@@ -329,3 +329,19 @@ fn cacheable_reads_with_builtins_and_user_functions() {
     assert!(a.is_cacheable(), "{a:#?}");
     assert_eq!(a.functions, ["film_in_stock", "public.inventory_in_stock"]);
 }
+
+#[test]
+fn canonical_text_is_a_fixed_point_for_tricky_literals() {
+    for sql in [
+        "SELECT 'it''s', '''', '''''', E'a\\'b\\\\c\\n', N'x''y', U&'d\\0061t'",
+        "SELECT B'01''1', X'f''f', $tag$a'b$tag$, $$'$$, 1.50, 1e5, .5, -2, 0x1F",
+        "SELECT \"a\"\"b\", \"c\"\"\"\"d\" FROM \"we\"\"ird\" AS \"x\"\"y\"",
+        "SELECT '8it''s', E'\\anb\\x41', x%$  y, 0x, B'0508it''s', X'ff0061t', .5O",
+    ] {
+        let a = run(sql);
+        assert!(!a.canonical.is_empty(), "{sql}: {:?}", a.reason());
+        let b = run(&a.canonical);
+        assert_eq!(b.canonical, a.canonical, "{sql}");
+        assert_eq!(b.fingerprint, a.fingerprint, "{sql}");
+    }
+}
