@@ -92,30 +92,32 @@ impl Cut {
     }
 }
 
-/// A literal as canonical text: strings (also `N''`, `B''`, `X''`) with every quote
-/// doubled (faithful, unlike sqlparser's escaper); everything else as sqlparser prints it (`E''` and `U&''`
-/// strings escape every character individually, dollar quotes cannot hold their tag).
+/// A literal as canonical text: quoted literals with every quote doubled (faithful,
+/// unlike sqlparser's escaper); everything else as sqlparser prints it (`E''` and
+/// `U&''` strings escape every character individually, dollar quotes cannot hold
+/// their tag, numbers are their text).
 pub(crate) fn render(value: &Value) -> String {
-    fn quoted(prefix: &str, s: &str) -> String {
+    fn quoted(prefix: &str, quote: char, s: &str) -> String {
         let mut out = String::with_capacity(s.len() + prefix.len() + 2);
         out.push_str(prefix);
-        out.push('\'');
+        out.push(quote);
         for c in s.chars() {
-            if c == '\'' {
-                out.push('\'');
+            if c == quote {
+                out.push(quote);
             }
             out.push(c);
         }
-        out.push('\'');
+        out.push(quote);
         out
     }
     match value {
-        Value::SingleQuotedString(s) => quoted("", s),
-        Value::NationalStringLiteral(s) => quoted("N", s),
-        // sqlparser prints these without escaping a quote inside (found by the fuzzer:
-        // `B'a''b'` printed as `B'a'b'`, which does not re-parse).
-        Value::SingleQuotedByteStringLiteral(s) => quoted("B", s),
-        Value::HexStringLiteral(s) => quoted("X", s),
+        Value::SingleQuotedString(s) => quoted("", '\'', s),
+        Value::NationalStringLiteral(s) => quoted("N", '\'', s),
+        // sqlparser prints these without escaping at all.
+        Value::SingleQuotedByteStringLiteral(s) => quoted("B", '\'', s),
+        Value::HexStringLiteral(s) => quoted("X", '\'', s),
+        Value::DoubleQuotedByteStringLiteral(s) => quoted("B", '"', s),
+        Value::DoubleQuotedString(s) => quoted("", '"', s),
         other => other.to_string(),
     }
 }
