@@ -337,6 +337,7 @@ fn canonical_text_is_a_fixed_point_for_tricky_literals() {
         "SELECT B'01''1', X'f''f', $tag$a'b$tag$, $$'$$, 1.50, 1e5, .5, -2, 0x1F",
         "SELECT \"a\"\"b\", \"c\"\"\"\"d\" FROM \"we\"\"ird\" AS \"x\"\"y\"",
         "SELECT '8it''s', E'\\anb\\x41', x%$  y, 0x, B'0508it''s', X'ff0061t', .5O",
+        "SELECT -5,5 .O, 'a' .b, $1 .c",
     ] {
         let a = run(sql);
         assert!(!a.canonical.is_empty(), "{sql}: {:?}", a.reason());

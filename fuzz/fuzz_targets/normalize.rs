@@ -1,6 +1,10 @@
-//! Fuzz the normalizer: no input panics or aborts; the canonical text re-parses to
-//! the same fingerprint; the memo (including its literal-hoist fast path) agrees with
-//! the full analysis; splitting never panics.
+//! Fuzz the normalizer: no input panics or aborts; the canonical text of a read
+//! re-parses to the same fingerprint; the memo (including its literal-hoist fast path)
+//! agrees with the full analysis; splitting never panics.
+//!
+//! The fixed-point check covers reads, whose key fingerprint names cached results.
+//! Other statements are never cached, and sqlparser prints some of them in a form it
+//! parses differently (a `COPY … FROM STDIN` payload loses its leading tab).
 //!
 //! Run: `scripts/fuzz-smoke normalize 60` (seeds in `fuzz/seeds/normalize/`).
 
@@ -9,7 +13,9 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use querycache::sql::{AnalyzeOptions, Dialect, StatementMemo, analyze, split_statements};
+use querycache::sql::{
+    AnalyzeOptions, Dialect, StatementKind, StatementMemo, analyze, split_statements,
+};
 
 static MEMO: LazyLock<StatementMemo> =
     LazyLock::new(|| StatementMemo::new(4096, AnalyzeOptions::default()));
@@ -31,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = split_statements(sql);
     let full = analyze(sql, Dialect::Postgres);
-    if !full.canonical.is_empty() {
+    if full.kind == StatementKind::Read && !full.canonical.is_empty() {
         let again = analyze(&full.canonical, Dialect::Postgres);
         assert_eq!(
             again.canonical, full.canonical,

@@ -22,7 +22,9 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Ident, Statement, TableFactor, Value, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    Expr, Ident, Statement, TableFactor, Value, ValueWithSpan, VisitMut, VisitorMut,
+};
 use sqlparser::tokenizer::Span;
 
 /// Opens and closes a sentinel; a text holding this character is canonicalized
@@ -190,6 +192,24 @@ impl VisitorMut for Literals {
             span: value.span,
         });
         value.value = Value::Placeholder(placeholder);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // `5 .o` prints as `5.o`, which parses back as `5. AS o`: parenthesize a
+        // number that is the root of a field access.
+        if let Expr::CompoundFieldAccess { root, .. } = expr
+            && matches!(
+                **root,
+                Expr::Value(ValueWithSpan {
+                    value: Value::Number(..),
+                    ..
+                })
+            )
+        {
+            let number = std::mem::replace(&mut **root, Expr::Value(Value::Null.into()));
+            **root = Expr::Nested(Box::new(number));
+        }
         ControlFlow::Continue(())
     }
 

@@ -1,0 +1,1 @@
+SELECT 'it''s', E'a\nb\f', N'abc', U&'`\0601t', -5,5 .O
