@@ -1,5 +1,7 @@
 //! `querycache normalize`, run as a built binary on real input.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -157,19 +159,10 @@ fn readable_output_and_unreadable_input() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
 
-/// `pagila-schema.sql`: from `QUERYCACHE_PAGILA_DIR` (set by `scripts/test`), else
-/// `../shared/datasets/pagila` beside the checkout (CI), else two levels up (a
-/// worktree).
+/// `pagila-schema.sql`, found by `common::pagila_dir` (`QUERYCACHE_PAGILA_DIR`, else
+/// `../shared/datasets/pagila` beside the checkout or two levels up).
 fn pagila_schema() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("QUERYCACHE_PAGILA_DIR")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain([
-            root.join("../shared/datasets/pagila"),
-            root.join("../../shared/datasets/pagila"),
-        ])
-        .map(|dir| dir.join("pagila-schema.sql"))
-        .find(|path| path.exists())
+    common::pagila_dir()
         .expect("pagila-schema.sql (set QUERYCACHE_PAGILA_DIR)")
+        .join(querycache::datasets::pagila::SCHEMA_FILE)
 }

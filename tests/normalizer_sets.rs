@@ -2,6 +2,8 @@
 //! (shapes from the pagila sample database: its views, its partitioned `payment`
 //! table and its `legacy` schema).
 
+mod common;
+
 use querycache::sql::{Analysis, Dialect, Reason, StatementKind, analyze};
 
 fn names(list: &[querycache::sql::RelationName]) -> Vec<String> {
@@ -368,19 +370,10 @@ fn pagila_views_read_their_base_tables() {
     );
 }
 
-/// `pagila-schema.sql`: from `QUERYCACHE_PAGILA_DIR` (set by `scripts/test`), else
-/// `../shared/datasets/pagila` beside the checkout (CI), else two levels up (a
-/// worktree).
+/// `pagila-schema.sql`, found by `common::pagila_dir` (`QUERYCACHE_PAGILA_DIR`, else
+/// `../shared/datasets/pagila` beside the checkout or two levels up).
 fn pagila_schema() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("QUERYCACHE_PAGILA_DIR")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain([
-            root.join("../shared/datasets/pagila"),
-            root.join("../../shared/datasets/pagila"),
-        ])
-        .map(|dir| dir.join("pagila-schema.sql"))
-        .find(|path| path.exists())
+    common::pagila_dir()
         .expect("pagila-schema.sql (set QUERYCACHE_PAGILA_DIR)")
+        .join(querycache::datasets::pagila::SCHEMA_FILE)
 }
