@@ -149,6 +149,19 @@ impl<DB: Driver> QueryCache<DB> {
         self.bump(&set, unknown);
     }
 
+    /// Writes made outside the cache, heard from Postgres (the NOTIFY listener):
+    /// `changes` are `(schema-qualified relation, version)` pairs, the version being
+    /// the relation's row in the watch triggers' version table after the write. Bumps
+    /// each relation's generations (closed over the catalog, like a write through the
+    /// cache) before returning. With a shared generation store the bump is made once
+    /// across processes for one version, not once per listening process.
+    #[allow(dead_code)] // the NOTIFY listener (issue 9) calls it
+    pub(crate) async fn apply_external_writes(&self, changes: &[(&str, i64)]) {
+        for (relation, _version) in changes {
+            self.invalidate_table(relation);
+        }
+    }
+
     /// Invalidate every cached result (bumps the global epoch) and free the memory
     /// tier.
     pub fn invalidate_all(&self) {
