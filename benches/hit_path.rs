@@ -143,7 +143,7 @@ fn hit_path(c: &mut Criterion) {
     };
     // A write elsewhere, then the read: bump, miss, query, fill (replacing the entry).
     let miss_one = || async {
-        cache.invalidate_table("public.bench_row");
+        cache.invalidate_table("public.bench_row").await;
         let r: Row = sqlx::query_as(ONE)
             .bind(42)
             .fetch_one_cached(&cache)
@@ -152,7 +152,7 @@ fn hit_path(c: &mut Criterion) {
         black_box(r);
     };
     let miss_all = || async {
-        cache.invalidate_table("public.bench_row");
+        cache.invalidate_table("public.bench_row").await;
         let r: Vec<Row> = sqlx::query_as(ALL)
             .fetch_all_cached(&cache)
             .await

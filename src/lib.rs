@@ -6,11 +6,14 @@
 //! ## Architecture
 //!
 //! ```text
-//! sql text + binds ──► statement memo ──► CacheKey ──► L1 memory ──► L3 disk ──► database
+//! sql text + binds ──► statement memo ──► CacheKey ──► L1 memory ──► L2 Redis ──► L3 disk ──► database
 //! ```
 //!
 //! - [`bufpool`]: the page buffer pool (clock sweep, pins and latches, dirty-page
 //!   write-back with batched `fdatasync`) that the disk tier stores its pages through.
+//! - [`tier::redis`]: L2, shared by every process on one Redis, with the shared
+//!   generations of [`freshness::shared`] (Strict or Bounded consistency across
+//!   processes).
 //! - [`tier::disk`]: L3, a log-structured store of encoded results over the buffer pool,
 //!   recovered at open by scanning page headers.
 //! - [`sql`]: the parse-based normalizer (sqlparser): statement kind, read set, write
@@ -50,3 +53,4 @@ pub use cache::{
 };
 pub use error::{Error, Result};
 pub use metrics::{BypassReason, Stats};
+pub use tier::redis::{Consistency, RedisOptions};

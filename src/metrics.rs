@@ -179,6 +179,13 @@ pub struct Metrics {
     pub stale_fills_refused: AtomicU64,
     /// Failures inside the cache that fell back to the database.
     pub fallbacks: AtomicU64,
+    /// Of `hits`, those served from the Redis tier (L2).
+    pub redis_hits: AtomicU64,
+    /// Results stored in the Redis tier.
+    pub redis_fills: AtomicU64,
+    /// Results the Redis tier's cost-based admission did not store.
+    pub redis_admission_rejected: AtomicU64,
+    fallbacks_by_reason: Mutex<BTreeMap<&'static str, u64>>,
     bypasses: [AtomicU64; BypassReason::ALL.len()],
     invalidations_global: AtomicU64,
     invalidations_by_table: Mutex<BTreeMap<String, u64>>,
@@ -196,6 +203,13 @@ impl Metrics {
         for r in relations {
             *map.entry(r.to_owned()).or_default() += 1;
         }
+    }
+
+    /// Count one fallback to the database, by a short snake_case reason
+    /// (`redis_timeout`, `redis_error`, `redis_decode`, …).
+    pub fn fallback(&self, reason: &'static str) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        *self.fallbacks_by_reason.lock().entry(reason).or_default() += 1;
     }
 
     /// Count one bump of the global epoch.
@@ -226,6 +240,10 @@ impl Metrics {
             invalidations_by_table,
             evictions,
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            fallbacks_by_reason: self.fallbacks_by_reason.lock().clone(),
+            redis_hits: self.redis_hits.load(Ordering::Relaxed),
+            redis_fills: self.redis_fills.load(Ordering::Relaxed),
+            redis_admission_rejected: self.redis_admission_rejected.load(Ordering::Relaxed),
             entries,
             bytes,
         }
@@ -268,6 +286,17 @@ pub struct Stats {
     /// Failures inside the cache (an entry that could not be weighed, a tier error)
     /// that fell back to the database; the query itself did not fail.
     pub fallbacks: u64,
+    /// Of `fallbacks`, those counted by reason (Redis tier and shared generations:
+    /// `redis_timeout`, `redis_error`, `redis_decode`, `redis_bump_failed`); other
+    /// fallbacks are counted in the total only.
+    pub fallbacks_by_reason: BTreeMap<&'static str, u64>,
+    /// Of `hits`, those served from the Redis tier (L2; then promoted to memory).
+    pub redis_hits: u64,
+    /// Results stored in the Redis tier.
+    pub redis_fills: u64,
+    /// Results not stored in the Redis tier by its admission rule (cheap to recompute:
+    /// see [`RedisOptions::admit_min_miss_cost`](crate::tier::redis::RedisOptions::admit_min_miss_cost)).
+    pub redis_admission_rejected: u64,
     /// Entries held in the memory tier now.
     pub entries: u64,
     /// Estimated bytes held by the memory tier now (its weigher's sum).

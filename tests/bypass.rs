@@ -126,13 +126,13 @@ async fn manual_invalidation_for_writes_made_elsewhere() {
         10,
         "a write the cache did not see"
     );
-    cache.invalidate_table("t");
+    cache.invalidate_table("t").await;
     assert_eq!(read().await.expect("read"), 11);
     sqlx::query("UPDATE t SET v = 12 WHERE id = 1")
         .execute(&pool)
         .await
         .expect("write elsewhere");
-    cache.invalidate_all();
+    cache.invalidate_all().await;
     assert_eq!(read().await.expect("read"), 12);
     assert_eq!(cache.stats().entries, 1);
 }

@@ -4,11 +4,14 @@ use super::driver::Driver;
 use super::plan::Planner;
 use super::{Inner, QueryCache};
 use crate::freshness::generations::Generations;
+use crate::freshness::shared::SharedGenerations;
 use crate::inflight::SingleFlight;
 use crate::key::CacheKey;
 use crate::metrics::Metrics;
 use crate::tier::ByteTier;
 use crate::tier::memory::MemoryTier;
+use crate::tier::redis::RedisOptions;
+use crate::tier::redis::link::Link;
 use futures_core::future::BoxFuture;
 use sqlx::Pool;
 use std::sync::Arc;
@@ -49,6 +52,8 @@ pub(crate) struct Config {
     pub invalidation_disabled: bool,
     pub before_fill: Option<FillHook>,
     pub byte_tier: Option<Arc<dyn ByteTier>>,
+    pub redis: Option<RedisOptions>,
+    pub cross_process_check_disabled: bool,
 }
 
 /// Builds a [`QueryCache`]; from [`QueryCache::builder`]. Every setter documents its
@@ -86,6 +91,8 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
                 invalidation_disabled: false,
                 before_fill: None,
                 byte_tier: None,
+                redis: None,
+                cross_process_check_disabled: false,
             },
         }
     }
@@ -105,6 +112,18 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
     /// Default: none.
     pub fn byte_tier(mut self, tier: impl ByteTier) -> Self {
         self.config.byte_tier = Some(Arc::new(tier));
+        self
+    }
+
+    /// The shared Redis tier (L2) and shared generations: several processes over one
+    /// database share fills and invalidations, with the cross-process promise chosen by
+    /// [`RedisOptions::consistency`] (see [`freshness::shared`](crate::freshness::shared)).
+    /// Redis is connected lazily and reconnected in the background; while it is
+    /// unreachable reads go to the database (counted in
+    /// [`Stats::fallbacks_by_reason`](crate::Stats::fallbacks_by_reason)) and writes still
+    /// succeed. Default: none (generations are process-local).
+    pub fn redis(mut self, options: RedisOptions) -> Self {
+        self.config.redis = Some(options);
         self
     }
 
@@ -150,6 +169,15 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
         self
     }
 
+    /// Serve memory-tier hits without checking that they are current across processes
+    /// (no sync with the shared generations): only for proving that the cross-process
+    /// freshness check is what prevents stale reads (`tests/redis_freshness.rs`).
+    #[doc(hidden)]
+    pub fn skip_cross_process_check_for_testing(mut self) -> Self {
+        self.config.cross_process_check_disabled = true;
+        self
+    }
+
     /// Run `hook` in every miss after its query returned and before its fill is
     /// checked against the current generations: lets a test hold a fill while a write
     /// commits (`tests/stale_fill_race.rs`).
@@ -168,7 +196,7 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) when `ttl_jitter` is outside `[0, 1)` or
-    /// the memory capacity is zero; [`Error::Database`](crate::Error::Database) when the
+    /// the memory capacity is zero or the Redis URL is invalid; [`Error::Database`](crate::Error::Database) when the
     /// session context or the catalog cannot be read.
     pub async fn build(self) -> crate::Result<QueryCache<DB>> {
         if !(0.0..1.0).contains(&self.config.ttl_jitter) {
@@ -180,15 +208,28 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
         if self.memory_capacity == 0 {
             return Err(crate::Error::Config("memory_capacity must be > 0".into()));
         }
+        let shared = match &self.config.redis {
+            Some(options) => {
+                let link = Link::open(&options.url, &options.prefix, options.timeout)
+                    .map_err(|e| crate::Error::Config(format!("redis: {e}")))?;
+                Some(Arc::new(SharedGenerations::new(link, options.consistency)))
+            }
+            None => None,
+        };
         let context = DB::session_context(&self.pool).await?;
         let catalog = DB::load_catalog(&self.pool).await?;
         let resolver = super::resolver(catalog, &context);
         let estimated_entries = usize::try_from(self.memory_capacity / 2048).unwrap_or(usize::MAX);
+        let generations = Arc::new(Generations::new());
+        if let Some(shared) = &shared {
+            shared.spawn_bounded_tasks(&generations);
+        }
         Ok(QueryCache(Arc::new(Inner {
             pool: self.pool,
             context,
             memory: MemoryTier::new(self.memory_capacity, estimated_entries),
-            generations: Generations::new(),
+            generations,
+            shared,
             planner: Planner::new(self.statement_memo_capacity, DB::DIALECT, resolver),
             inflight: SingleFlight::new(),
             metrics: Metrics::default(),

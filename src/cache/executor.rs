@@ -18,32 +18,22 @@ use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use sqlx::{Describe, Either, Error, Execute, Executor, SqlStr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-/// A stream that drops its [`WriteGuard`] (bumping the writes) as soon as the inner
-/// stream ends, or when it is dropped early (error, cancellation).
-pub(crate) struct BumpAtEnd<S, G> {
-    inner: S,
-    guard: Option<G>,
-}
-
-impl<S, G> BumpAtEnd<S, G> {
-    pub(crate) fn new(inner: S, guard: Option<G>) -> Self {
-        BumpAtEnd { inner, guard }
-    }
-}
-
-impl<S: futures_core::Stream + Unpin, G: Unpin> futures_core::Stream for BumpAtEnd<S, G> {
-    type Item = S::Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = self.inner.poll_next_unpin(cx);
-        if let Poll::Ready(None) = next {
-            self.guard = None;
+/// `inner`, then the statement's bump, awaited before the stream reports its end (so
+/// `execute` returns only after every process sharing the cache was invalidated). A
+/// stream dropped early (error, cancellation) drops the guard, which bumps anyway.
+fn bump_at_end<'e, DB: Driver, T: Send + 'e>(
+    inner: BoxStream<'e, T>,
+    guard: Option<WriteGuard<DB>>,
+) -> BoxStream<'e, T> {
+    let bump = futures_util::stream::once(async move {
+        if let Some(guard) = guard {
+            guard.finish().await;
         }
-        next
-    }
+        None
+    })
+    .filter_map(futures_util::future::ready);
+    inner.chain(bump).boxed()
 }
 
 /// Split a query into its SQL text and arguments, as sqlx's own executors do.
@@ -75,11 +65,10 @@ impl<'c, DB: Driver> Executor<'c> for &'c QueryCache<DB> {
         if guard.is_none() {
             self.0.metrics.bypass(BypassReason::PlainExecutor);
         }
-        BumpAtEnd::new(
+        bump_at_end(
             DB::fetch_many(Conn::Pool(&self.0.pool), sql, arguments),
             guard,
         )
-        .boxed()
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -99,7 +88,9 @@ impl<'c, DB: Driver> Executor<'c> for &'c QueryCache<DB> {
                 self.0.metrics.bypass(BypassReason::PlainExecutor);
             }
             let row = DB::fetch_optional(Conn::Pool(&self.0.pool), sql, arguments).await;
-            drop(guard);
+            if let Some(guard) = guard {
+                guard.finish().await;
+            }
             row
         }
         .boxed()

@@ -319,12 +319,32 @@ async fn read<DB: Driver, T: CacheValue>(
         shape,
     );
     // The snapshot that makes the fill safe: taken before the query runs.
-    let stamp = inner.generations.stamp(&plan.reads);
-    if let Some(rows) = memory_hit::<DB, T>(cache, key, &plan, stamp) {
+    let mut stamp = inner.generations.stamp(&plan.reads);
+    if let Some(rows) = memory_hit::<DB, T>(cache, key, &plan, stamp)
+        && current_across_processes(cache, &plan, stamp).await
+    {
         inner.metrics.hits.incr();
         return Ok(rows);
     }
-    if let Some(rows) = super::byte_tiers::hit::<DB, T>(cache, key, &plan, stamp).await {
+    // With a Redis tier, its lookup also syncs the read set's generations: then the
+    // lower tier and the fill are judged against current ones.
+    let mut remote = None;
+    let synced = match inner.shared.as_ref() {
+        None => true,
+        Some(shared) => match super::redis_tier::lookup::<DB, T>(cache, key, &plan).await {
+            super::redis_tier::Lookup::Hit(rows) => {
+                inner.metrics.hits.incr();
+                return Ok(rows);
+            }
+            super::redis_tier::Lookup::Synced(snapshot, synced_stamp) => {
+                stamp = synced_stamp;
+                remote = Some(snapshot);
+                true
+            }
+            super::redis_tier::Lookup::Failed => shared.trusted(),
+        },
+    };
+    if synced && let Some(rows) = super::byte_tiers::hit::<DB, T>(cache, key, &plan, stamp).await {
         inner.metrics.hits.incr();
         return Ok(rows);
     }
@@ -368,6 +388,7 @@ async fn read<DB: Driver, T: CacheValue>(
         }
     };
 
+    let started = Instant::now();
     let rows: Arc<[T]> = match run(Conn::Pool(&inner.pool), sql, arguments, decode, shape).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -381,7 +402,11 @@ async fn read<DB: Driver, T: CacheValue>(
     fill(cache, key, &plan, stamp, &rows, options.ttl);
     let shared: Arc<dyn Any + Send + Sync> = Arc::new(Arc::clone(&rows));
     leader.complete(shared);
+    let cost = started.elapsed();
     let ttl = options.ttl.unwrap_or(inner.config.default_ttl);
+    if let Some(snapshot) = &remote {
+        super::redis_tier::fill(cache, key, snapshot, &rows, cost, ttl).await;
+    }
     super::byte_tiers::fill(cache, key, &plan, stamp, &rows, ttl).await;
     Ok(rows)
 }
@@ -400,6 +425,31 @@ fn memory_hit<DB: Driver, T: CacheValue>(
         return None;
     }
     entry.value.downcast_ref::<Arc<[T]>>().cloned()
+}
+
+/// With a Redis tier, whether an L1 entry found current at `stamp` is current in every
+/// process: in Bounded mode while the heartbeat trusts this process's view, otherwise
+/// after a sync of the read set sent after the read began (Strict; see
+/// [`freshness::shared`](crate::freshness::shared)). Without one, always.
+async fn current_across_processes<DB: Driver>(
+    cache: &QueryCache<DB>,
+    plan: &Plan,
+    stamp: crate::freshness::generations::Stamp,
+) -> bool {
+    let inner = &*cache.0;
+    let Some(shared) = inner.shared.as_ref() else {
+        return true;
+    };
+    if shared.trusted() || inner.config.cross_process_check_disabled {
+        return true;
+    }
+    match shared.sync(&inner.generations, &plan.reads).await {
+        Ok(()) => inner.generations.stamp(&plan.reads) == stamp,
+        Err(err) => {
+            inner.metrics.fallback(err.reason());
+            false
+        }
+    }
 }
 
 /// Store `rows` unless a write moved the read set's generations since `stamp`.

@@ -16,6 +16,7 @@ pub mod driver;
 pub mod executor;
 pub mod fetch;
 mod plan;
+mod redis_tier;
 pub mod transaction;
 
 pub use builder::{QueryCacheBuilder, TransactionReads};
@@ -24,6 +25,7 @@ pub use fetch::{CacheTarget, CacheValue, CachedQuery, WithOptions};
 pub use transaction::CachedTransaction;
 
 use crate::freshness::generations::{Generations, RelationSet};
+use crate::freshness::shared::SharedGenerations;
 use crate::inflight::SingleFlight;
 use crate::key::{CacheKey, KeyContext};
 use crate::metrics::{Metrics, Stats};
@@ -79,14 +81,17 @@ impl<DB: Database> std::fmt::Debug for QueryCache<DB> {
 /// 1. An entry in `memory` is served only if its plan version equals the current
 ///    plan's and its stamp equals the current stamp of the plan's read set.
 /// 2. A write's generations are bumped before the write's call returns to its caller
-///    (autocommit), or before `commit()` returns (transaction).
+///    (autocommit), or before `commit()` returns (transaction): the local counters at
+///    once, the shared ones (Redis) awaited before the return.
 /// 3. No lock is held across an `.await` (the planner's and the generations' locks are
 ///    taken and released inside synchronous calls).
 pub(crate) struct Inner<DB: Database> {
     pool: Pool<DB>,
     context: KeyContext,
     memory: MemoryTier,
-    generations: Generations,
+    generations: Arc<Generations>,
+    /// The shared generations when a Redis tier is configured.
+    shared: Option<Arc<SharedGenerations>>,
     planner: Planner,
     inflight: SingleFlight<FlightKey, Arc<dyn Any + Send + Sync>>,
     metrics: Metrics,
@@ -139,14 +144,16 @@ impl<DB: Driver> QueryCache<DB> {
     /// Invalidate every cached result that reads `relation` (and, like a write, the
     /// relations that depend on it). `relation` is `name` or `schema.name`, folded as
     /// Postgres stores it (unquoted identifiers lower case). For writes made outside
-    /// the cache.
-    pub fn invalidate_table(&self, relation: &str) {
+    /// the cache. With a Redis tier, every process sharing it is invalidated before
+    /// this returns (a Redis failure is counted and makes this process fail closed, see
+    /// [`freshness::shared`](crate::freshness::shared)).
+    pub async fn invalidate_table(&self, relation: &str) {
         let name = match relation.split_once('.') {
             Some((schema, name)) => RelationName::new(Some(schema), name),
             None => RelationName::new(None, relation),
         };
         let (set, unknown) = self.0.planner.write_set(&[name], &self.0.generations);
-        self.bump(&set, unknown);
+        self.bump(&set, unknown).await;
     }
 
     /// Writes made outside the cache, heard from Postgres (the NOTIFY listener):
@@ -158,14 +165,14 @@ impl<DB: Driver> QueryCache<DB> {
     #[allow(dead_code)] // the NOTIFY listener (issue 9) calls it
     pub(crate) async fn apply_external_writes(&self, changes: &[(&str, i64)]) {
         for (relation, _version) in changes {
-            self.invalidate_table(relation);
+            self.invalidate_table(relation).await;
         }
     }
 
-    /// Invalidate every cached result (bumps the global epoch) and free the memory
-    /// tier.
-    pub fn invalidate_all(&self) {
-        self.bump(&RelationSet::default(), true);
+    /// Invalidate every cached result (bumps the global epoch, shared with every
+    /// process when a Redis tier is configured) and free the memory tier.
+    pub async fn invalidate_all(&self) {
+        self.bump(&RelationSet::default(), true).await;
         self.0.memory.clear();
     }
 
@@ -177,17 +184,18 @@ impl<DB: Driver> QueryCache<DB> {
     /// Apply a statement's writes: bump its write set, the epoch when the write set is
     /// unknown, and drop all plans after DDL. Unless invalidation is disabled for
     /// testing.
-    fn apply_writes(&self, plan: &Plan) {
+    async fn apply_writes(&self, plan: &Plan) {
         if self.0.config.invalidation_disabled {
             return;
+        }
+        if plan.changes_catalog() {
+            self.reload_catalog();
         }
         self.bump(
             &plan.writes,
             plan.writes_unknown || plan.ddl || plan.catalog_stale,
-        );
-        if plan.changes_catalog() {
-            self.reload_catalog();
-        }
+        )
+        .await;
     }
 
     /// After DDL: until a fresh catalog is installed, plans resolve through
@@ -215,7 +223,24 @@ impl<DB: Driver> QueryCache<DB> {
         }
     }
 
-    fn bump(&self, set: &RelationSet, everything: bool) {
+    /// Bump `set` (and the epoch when `everything`): the local counters now, then the
+    /// shared ones, awaited.
+    async fn bump(&self, set: &RelationSet, everything: bool) {
+        self.bump_local(set, everything);
+        if let Some(shared) = &self.0.shared {
+            let result = shared
+                .bump(&self.0.generations, set.names(), everything)
+                .await;
+            if let Err(err) = result {
+                tracing::warn!(
+                    "querycache: shared invalidation failed (failing closed until Redis is back): {err}"
+                );
+                self.0.metrics.fallback("redis_bump_failed");
+            }
+        }
+    }
+
+    fn bump_local(&self, set: &RelationSet, everything: bool) {
         let g = &self.0.generations;
         g.bump(set);
         self.0.metrics.invalidated(set.names().iter().map(|n| &**n));
@@ -272,12 +297,15 @@ pub(crate) fn resolver(
     }
 }
 
-/// Bumps a statement's writes when dropped: after the statement finished, failed or
-/// was cancelled. A failed autocommit statement changed nothing, but a cancelled one
-/// may have committed; bumping either way is never wrong, only a few extra misses.
+/// Bumps a statement's writes once it has finished: [`WriteGuard::finish`] awaits the
+/// bump (local and shared) before the caller returns; a guard dropped unfinished (the
+/// caller's future was cancelled) bumps the local counters at once and the shared ones
+/// on a spawned task. A failed autocommit statement changed nothing, but a cancelled
+/// one may have committed; bumping either way is never wrong, only a few extra misses.
 pub(crate) struct WriteGuard<DB: Driver> {
     cache: QueryCache<DB>,
     plan: Arc<Plan>,
+    done: bool,
 }
 
 impl<DB: Driver> WriteGuard<DB> {
@@ -286,12 +314,32 @@ impl<DB: Driver> WriteGuard<DB> {
         plan.writes_anything().then(|| WriteGuard {
             cache: cache.clone(),
             plan: Arc::clone(plan),
+            done: false,
         })
+    }
+
+    /// Bump the statement's writes, awaiting the shared bump.
+    pub(crate) async fn finish(mut self) {
+        self.done = true;
+        self.cache.apply_writes(&self.plan).await;
     }
 }
 
 impl<DB: Driver> Drop for WriteGuard<DB> {
     fn drop(&mut self) {
-        self.cache.apply_writes(&self.plan);
+        if self.done {
+            return;
+        }
+        let cache = self.cache.clone();
+        let plan = Arc::clone(&self.plan);
+        // Poll once: the local bump happens now; the shared bump, if it must wait for
+        // Redis, goes on on a spawned task (with no runtime it is lost, which the next
+        // failed or repaired bump covers as for any unreachable Redis).
+        let mut bump = Box::pin(async move { cache.apply_writes(&plan).await });
+        if futures_util::FutureExt::now_or_never(&mut bump).is_none()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(bump);
+        }
     }
 }

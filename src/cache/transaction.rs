@@ -83,10 +83,10 @@ impl<DB: Driver> CachedTransaction<DB> {
                 .0
                 .generations
                 .relation_set(written.iter().map(|n| &**n));
-            cache.bump(&set, unknown);
             if reload {
                 cache.reload_catalog();
             }
+            cache.bump(&set, unknown).await;
         }
         result
     }

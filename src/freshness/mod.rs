@@ -8,12 +8,15 @@
 //!   read set's counters (a [`Stamp`](generations::Stamp)) before it runs; a write
 //!   bumps its write set after it succeeds or at COMMIT; an entry is served only while
 //!   its stamp is current.
+//! - [`shared`]: the same counters shared by several processes through Redis, with the
+//!   protocol that keeps [`Consistency::Strict`](shared::Consistency) hits never stale.
 
 mod catalog;
 mod closure;
 mod function_body;
 pub mod generations;
 mod load;
+pub mod shared;
 mod volatile_views;
 
 pub use catalog::{Catalog, RelationKind, Volatility, WriteClosure, parse_search_path};

@@ -1,7 +1,9 @@
 //! Cache tiers: where results are kept, apart from what is kept and when it is fresh.
 //!
 //! - [`memory`] (L1): typed results in process memory, no decode on a hit.
-//! - A byte tier (L2 Redis, L3 disk) keeps results encoded by [`crate::codec`] and
+//! - [`redis`] (L2): encoded results shared by every process on one Redis, checked
+//!   against the shared generations in the same round trip.
+//! - A byte tier (L3 disk) keeps results encoded by [`crate::codec`] and
 //!   plugs in through [`ByteTier`]. [`disk`] (L3) is the persistent one, over the
 //!   [buffer pool](crate::bufpool).
 //!
@@ -11,6 +13,7 @@
 
 pub mod disk;
 pub mod memory;
+pub mod redis;
 
 use crate::key::CacheKey;
 use futures_core::future::BoxFuture;

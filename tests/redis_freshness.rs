@@ -1,0 +1,258 @@
+//! The Redis tier across caches and OS processes: shared fills, shared invalidation,
+//! and the randomized monotonic-counter check (`redis_support`) with 0 stale reads in
+//! Strict mode — and stale reads when the cross-process check is skipped, so the
+//! checker can fail.
+
+mod common;
+mod redis_support;
+
+use querycache::{CachedQuery, Consistency, QueryCache, RedisOptions};
+use redis_support::{Floors, Tally};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn cache(
+    pool: PgPool,
+    redis_url: &str,
+    prefix: &str,
+    consistency: Consistency,
+) -> QueryCache<sqlx::Postgres> {
+    QueryCache::builder(pool)
+        .redis(
+            RedisOptions::new(redis_url)
+                .prefix(prefix)
+                .consistency(consistency)
+                .admit_min_miss_cost(Duration::ZERO),
+        )
+        .build()
+        .await
+        .expect("build cache")
+}
+
+async fn second_pool(pool: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .expect("second pool")
+}
+
+#[tokio::test]
+async fn a_fill_in_one_cache_is_a_hit_in_another_and_a_write_in_either_invalidates_both() {
+    let Some(pool) = common::scratch_database("qc_test_redis_share").await else {
+        return;
+    };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    redis_support::create_schema(&pool).await;
+    let prefix = redis_support::prefix("share");
+    let a = cache(pool.clone(), &url, &prefix, Consistency::Strict).await;
+    let b = cache(second_pool(&pool).await, &url, &prefix, Consistency::Strict).await;
+    async fn read(c: &QueryCache<sqlx::Postgres>) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar::<_, i64>("SELECT v FROM counter WHERE k = $1")
+            .bind(3)
+            .fetch_one_cached(c)
+            .await
+    }
+    assert_eq!(read(&a).await.expect("a"), 0);
+    assert_eq!(a.stats().redis_fills, 1, "a's miss filled Redis");
+    assert_eq!(read(&b).await.expect("b"), 0);
+    assert_eq!(b.stats().redis_hits, 1, "b was served a's fill from Redis");
+    assert_eq!(read(&b).await.expect("b"), 0);
+    assert_eq!(b.stats().hits, 2, "then from its own memory");
+
+    // A write through a: b's memory entry must not be served again.
+    sqlx::query("UPDATE counter SET v = v + 1 WHERE k = $1")
+        .bind(3)
+        .execute(&a)
+        .await
+        .expect("write through a");
+    assert_eq!(read(&b).await.expect("b after a's write"), 1);
+    assert_eq!(read(&a).await.expect("a after its write"), 1);
+
+    // And the other way round, through a view of the table.
+    async fn view(c: &QueryCache<sqlx::Postgres>) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar::<_, i64>("SELECT v FROM counter_view WHERE k = $1")
+            .bind(3)
+            .fetch_one_cached(c)
+            .await
+    }
+    assert_eq!(view(&a).await.expect("a view"), 1);
+    assert_eq!(view(&a).await.expect("a view"), 1);
+    sqlx::query("UPDATE counter SET v = v + 1 WHERE k = $1")
+        .bind(3)
+        .execute(&b)
+        .await
+        .expect("write through b");
+    assert_eq!(view(&a).await.expect("a view after b's write"), 2);
+    assert_eq!(a.stats().fallbacks, 0);
+    assert_eq!(b.stats().fallbacks, 0);
+}
+
+async fn randomized(skip_check: bool, secs: u64, name: &str) -> Option<(Tally, u64)> {
+    let pool = common::scratch_database(name).await?;
+    let url = common::redis_url()?;
+    redis_support::create_schema(&pool).await;
+    let prefix = redis_support::prefix(name);
+    let mut caches = Vec::new();
+    for p in [pool.clone(), second_pool(&pool).await] {
+        let mut builder = QueryCache::builder(p).redis(
+            RedisOptions::new(&url)
+                .prefix(&prefix)
+                .admit_min_miss_cost(Duration::ZERO),
+        );
+        if skip_check {
+            builder = builder.skip_cross_process_check_for_testing();
+        }
+        caches.push(builder.build().await.expect("cache"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let floors = Arc::new(Floors::open(&dir.path().join("floors")));
+    let tally =
+        redis_support::run_workers(&caches, &floors, 6, Duration::from_secs(secs), 10, 0x5eed)
+            .await;
+    let hits = caches.iter().map(|c| c.stats().hits).sum();
+    for c in &caches {
+        let s = c.stats();
+        eprintln!(
+            "cache: hits {} redis hits {} misses {} fallbacks {:?}",
+            s.hits, s.redis_hits, s.misses, s.fallbacks_by_reason
+        );
+    }
+    Some((tally, hits))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_serves_no_stale_read_across_two_caches() {
+    let secs = redis_support::freshness_secs();
+    let Some((tally, hits)) = randomized(false, secs, "qc_test_redis_strict").await else {
+        return;
+    };
+    eprintln!("strict, {secs} s: {tally:?}, hits {hits}");
+    assert_eq!(tally.errors, 0);
+    assert!(tally.writes > 100 && tally.reads > 1000, "{tally:?}");
+    assert!(hits > 0, "the run must exercise hits");
+    assert_eq!(tally.stale, 0, "stale reads in Strict mode: {tally:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_cross_process_check_the_same_run_reads_stale() {
+    let Some((tally, _)) = randomized(true, 5, "qc_test_redis_unchecked").await else {
+        return;
+    };
+    eprintln!("unchecked: {tally:?}");
+    assert!(
+        tally.stale > 0,
+        "the checker must see stale reads: {tally:?}"
+    );
+}
+
+/// The child side of `two_os_processes_share_one_redis_and_never_read_stale`: does
+/// nothing unless the parent set `QC_REDIS_CHILD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_process_worker() {
+    let Ok(spec) = std::env::var("QC_REDIS_CHILD") else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [db_url, redis_url, prefix, floors, secs, seed] = parts[..] else {
+        panic!("bad QC_REDIS_CHILD {spec}");
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(6)
+        .connect(db_url)
+        .await
+        .expect("child pool");
+    let cache = cache(pool, redis_url, prefix, Consistency::Strict).await;
+    let floors = Arc::new(Floors::open(std::path::Path::new(floors)));
+    let tally = redis_support::run_workers(
+        std::slice::from_ref(&cache),
+        &floors,
+        4,
+        Duration::from_secs(secs.parse().expect("secs")),
+        10,
+        seed.parse().expect("seed"),
+    )
+    .await;
+    let stats = cache.stats();
+    println!(
+        "QC_RESULT {} {} {} {} {} {}",
+        tally.reads, tally.writes, tally.stale, tally.errors, stats.hits, stats.redis_hits
+    );
+}
+
+#[tokio::test]
+async fn two_os_processes_share_one_redis_and_never_read_stale() {
+    let Some(pool) = common::scratch_database("qc_test_redis_procs").await else {
+        return;
+    };
+    let Some(redis_url) = common::redis_url() else {
+        return;
+    };
+    redis_support::create_schema(&pool).await;
+    let db_url = {
+        let base = common::database_url().expect("database url");
+        let (root, _) = base.rsplit_once('/').expect("url has a path");
+        format!("{root}/qc_test_redis_procs")
+    };
+    let prefix = redis_support::prefix("procs");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let floors = dir.path().join("floors");
+    Floors::open(&floors);
+    let secs = redis_support::freshness_secs();
+    let exe = std::env::current_exe().expect("test binary");
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "child_process_worker",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(
+                    "QC_REDIS_CHILD",
+                    format!(
+                        "{db_url}|{redis_url}|{prefix}|{}|{secs}|{}",
+                        floors.display(),
+                        1000 + i
+                    ),
+                )
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn child")
+        })
+        .collect();
+    let mut total = Tally::default();
+    for child in children {
+        let out = child.wait_with_output().expect("child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed: {stdout}");
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("QC_RESULT ").map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("no result from child: {stdout}"));
+        let n: Vec<u64> = line
+            .split(' ')
+            .map(|x| x.parse().expect("number"))
+            .collect();
+        eprintln!(
+            "child: reads {} writes {} stale {} errors {} hits {} redis hits {}",
+            n[0], n[1], n[2], n[3], n[4], n[5]
+        );
+        assert!(n[4] > 0, "each process must serve hits");
+        total.add(Tally {
+            reads: n[0],
+            writes: n[1],
+            stale: n[2],
+            errors: n[3],
+        });
+    }
+    assert_eq!(total.errors, 0);
+    assert!(total.writes > 50, "{total:?}");
+    assert_eq!(total.stale, 0, "stale reads across processes: {total:?}");
+    drop(pool);
+}
