@@ -74,9 +74,13 @@ pub(super) async fn lookup<DB: Driver, T: CacheValue>(
             return Lookup::Synced(snapshot, stamp);
         }
     };
-    // `stamp` was taken under the lock that applied this reply: it stands for exactly
-    // the generations the entry was just checked against.
-    promote(cache, key, plan, stamp, &rows);
+    // Serving the rows is right: the reply reflects every bump that returned before
+    // this read began. Promoting them is right only under a stamp that stands for
+    // exactly the generations they were checked against (`exact`): a stamp that
+    // already includes a newer change would let the older rows pass as current.
+    if snapshot.exact {
+        promote(cache, key, plan, stamp, &rows);
+    }
     inner.metrics.redis_hits.fetch_add(1, Ordering::Relaxed);
     Lookup::Hit(rows)
 }

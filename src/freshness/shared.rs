@@ -32,6 +32,10 @@
 //! 4. An L2 hit compares the entry's remote generations, stored with it at fill time
 //!    (taken before its query), with the current remote ones read in the same round
 //!    trip as the value (one pipeline). Equal means no bump since: the same argument.
+//!    Its rows are promoted to memory under the local stamp taken while that reply was
+//!    applied, and only if the reply was not older than what this process had already
+//!    seen: otherwise that stamp would include a change the rows predate (a reply sent
+//!    earlier can arrive after one sent later; `tests/redis_freshness.rs` caught this).
 //! 5. A bump that could not reach Redis (down, paused, full) is recorded; until a later
 //!    call has bumped the shared epoch (which every stamp includes), every sync of this
 //!    process fails closed and nothing is served from any tier. The epoch bump rides in
@@ -100,6 +104,9 @@ pub(crate) struct RemoteSnapshot {
     pub incarnation: Option<u64>,
     /// The epoch, then one value per name, in the order asked.
     pub values: Vec<u64>,
+    /// `false` when this process had already seen newer values than these: rows read
+    /// with this snapshot must not be stamped with the stamp returned beside it.
+    pub exact: bool,
 }
 
 /// What this process has seen of the remote counters.
@@ -222,27 +229,31 @@ impl SharedGenerations {
         Self::apply_locked(&mut seen, generations, incarnation, values);
     }
 
-    /// [`Self::apply`], then the local stamp of `set` taken under the same lock: the
-    /// stamp that stands for exactly these remote values (a later change applied by
-    /// another task cannot slip in between and be attributed to older rows).
+    /// [`Self::apply`], then the local stamp of `set` taken under the same lock, and
+    /// whether that stamp stands for *exactly* these remote values. It does not when
+    /// this process had already seen newer values than the reply carries (another
+    /// reply, sent later, arrived first): then the stamp includes changes that rows
+    /// read with this reply may predate, and must not be given to them (it is still a
+    /// valid stamp to take *before* running a query).
     fn apply_and_stamp<'a>(
         &self,
         generations: &Generations,
         incarnation: u64,
         values: impl IntoIterator<Item = (&'a str, u64)>,
         set: &RelationSet,
-    ) -> Stamp {
+    ) -> (Stamp, bool) {
         let mut seen = self.seen.lock();
-        Self::apply_locked(&mut seen, generations, incarnation, values);
-        generations.stamp(set)
+        let behind = Self::apply_locked(&mut seen, generations, incarnation, values);
+        (generations.stamp(set), !behind)
     }
 
+    /// Returns `true` when some value was older than the one already seen.
     fn apply_locked<'a>(
         seen: &mut Seen,
         generations: &Generations,
         incarnation: u64,
         values: impl IntoIterator<Item = (&'a str, u64)>,
-    ) {
+    ) -> bool {
         if seen.incarnation != Some(incarnation) {
             // First contact, or Redis lost its state: nothing stamped before compares.
             seen.incarnation = Some(incarnation);
@@ -251,9 +262,10 @@ impl SharedGenerations {
         }
         let mut moved: Vec<&str> = Vec::new();
         let mut epoch_moved = false;
+        let mut behind = false;
         for (name, value) in values {
             match seen.values.get(name) {
-                Some(old) if *old >= value => {}
+                Some(old) if *old >= value => behind |= *old > value,
                 _ => {
                     seen.values.insert(Arc::from(name), value);
                     if name == EPOCH_FIELD {
@@ -270,6 +282,7 @@ impl SharedGenerations {
         if epoch_moved {
             generations.bump_epoch();
         }
+        behind
     }
 
     /// The pipeline commands that read `names`' remote values (with the epoch and the
@@ -325,11 +338,12 @@ impl SharedGenerations {
                 .map(|n| &**n)
                 .zip(values.iter().skip(1).copied()),
         );
-        let stamp = self.apply_and_stamp(generations, inc, pairs, set);
+        let (stamp, exact) = self.apply_and_stamp(generations, inc, pairs, set);
         Ok((
             RemoteSnapshot {
                 incarnation,
                 values,
+                exact,
             },
             stamp,
         ))

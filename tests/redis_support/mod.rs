@@ -141,6 +141,7 @@ pub async fn worker(
         } else {
             let (sql, base) = READS[rng.random_range(0..READS.len())];
             let floor = floors.slot(base + k).load(Ordering::SeqCst);
+            let before = cache.stats();
             match sqlx::query_scalar::<_, i64>(sql)
                 .bind(k as i32)
                 .fetch_one_cached(cache)
@@ -150,6 +151,14 @@ pub async fn worker(
                     tally.reads += 1;
                     if (v as u64) < floor {
                         tally.stale += 1;
+                        let after = cache.stats();
+                        eprintln!(
+                            "STALE: {sql} k={k}: got {v}, floor {floor}; hits +{}, redis hits +{}, misses +{}, coalesced +{}",
+                            after.hits - before.hits,
+                            after.redis_hits - before.redis_hits,
+                            after.misses - before.misses,
+                            after.coalesced - before.coalesced
+                        );
                     }
                 }
                 Err(e) => {
