@@ -256,3 +256,53 @@ async fn two_os_processes_share_one_redis_and_never_read_stale() {
     assert_eq!(total.stale, 0, "stale reads across processes: {total:?}");
     drop(pool);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_mode_serves_memory_hits_alone_and_is_fresh_once_the_window_has_passed() {
+    let Some(pool) = common::scratch_database("qc_test_redis_bounded").await else {
+        return;
+    };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    redis_support::create_schema(&pool).await;
+    let prefix = redis_support::prefix("bounded");
+    let window = Duration::from_millis(200);
+    let a = cache(pool.clone(), &url, &prefix, Consistency::Bounded(window)).await;
+    let b = cache(
+        second_pool(&pool).await,
+        &url,
+        &prefix,
+        Consistency::Bounded(window),
+    )
+    .await;
+    async fn read(c: &QueryCache<sqlx::Postgres>, k: i32) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT v FROM counter WHERE k = $1")
+            .bind(k)
+            .fetch_one_cached(c)
+            .await
+            .expect("read")
+    }
+    // Let the subscribers connect and the first heartbeats arrive.
+    tokio::time::sleep(window).await;
+    for round in 1..=20 {
+        assert_eq!(read(&b, 5).await, round - 1);
+        sqlx::query("UPDATE counter SET v = v + 1 WHERE k = $1")
+            .bind(5)
+            .execute(&a)
+            .await
+            .expect("write through a");
+        // The promise: a read that starts `window` after the write returned is fresh.
+        tokio::time::sleep(window).await;
+        assert_eq!(read(&b, 5).await, round, "round {round}: stale after the window");
+    }
+    // Memory hits are served while the heartbeat trusts the view: many hits, few
+    // Redis reads (a strict cache would sync on every one).
+    let before = b.stats();
+    for _ in 0..200 {
+        assert_eq!(read(&b, 7).await, 0);
+    }
+    let after = b.stats();
+    assert!(after.hits - before.hits >= 199, "{after:?}");
+    assert_eq!(after.fallbacks, 0, "{:?}", after.fallbacks_by_reason);
+}
