@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 
 /// The fields `--json` promises, per workload object (issue 4).
-const FIELDS: [&str; 15] = [
+const FIELDS: [&str; 19] = [
     "workload",
     "dataset",
     "clients",
@@ -23,6 +23,10 @@ const FIELDS: [&str; 15] = [
     "cached_p50_us",
     "cached_p99_us",
     "hit_ratio",
+    "l1_hit_ratio",
+    "l2_hit_ratio",
+    "miss_ratio",
+    "processes",
     "stale_reads",
     "stale_fills_refused",
     "invalidations",
@@ -162,4 +166,54 @@ fn every_pagila_workload_runs_through_the_cache_without_a_stale_read() {
         field(reporting, "hit_ratio").as_f64().expect("a number") > 0.5,
         "read-only reports repeat, so most are hits: {reporting}"
     );
+}
+
+#[test]
+fn two_processes_share_redis_and_the_audit_spans_them() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let Some(redis) = common::redis_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(pagila) = common::pagila_dir() else {
+        return;
+    };
+    let pagila = pagila.display().to_string();
+    let args = [
+        "--dataset",
+        "pagila",
+        "--data-dir",
+        &pagila,
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--clients",
+        "4",
+        "--workloads",
+        "read-mostly",
+        "--redis",
+        &redis,
+        "--processes",
+        "2",
+    ];
+    let (status, rows) = bench(&url, &dir.path().join("procs.json"), &args);
+    assert!(status.success(), "two processes, no stale read: {status}");
+    let row = &rows[0];
+    assert_eq!(field(row, "processes"), 2);
+    assert_eq!(field(row, "stale_reads"), 0, "{row}");
+    assert!(
+        field(row, "hit_ratio").as_f64().expect("a number") > 0.0,
+        "{row}"
+    );
+
+    // Without the cross-process check each process trusts its own memory: the shared
+    // audit must see the other process's writes missing.
+    let mut unsafe_args = args.to_vec();
+    unsafe_args.push("--unsafe-skip-cross-process-check");
+    let (status, rows) = bench(&url, &dir.path().join("procs-stale.json"), &unsafe_args);
+    assert_eq!(status.code(), Some(EXIT_STALE_READS), "{rows:?}");
+    assert!(field(&rows[0], "stale_reads").as_u64().expect("a count") > 0);
 }

@@ -294,7 +294,11 @@ async fn bounded_mode_serves_memory_hits_alone_and_is_fresh_once_the_window_has_
             .expect("write through a");
         // The promise: a read that starts `window` after the write returned is fresh.
         tokio::time::sleep(window).await;
-        assert_eq!(read(&b, 5).await, round, "round {round}: stale after the window");
+        assert_eq!(
+            read(&b, 5).await,
+            round,
+            "round {round}: stale after the window"
+        );
     }
     // Memory hits are served while the heartbeat trusts the view: many hits, few
     // Redis reads (a strict cache would sync on every one).

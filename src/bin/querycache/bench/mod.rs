@@ -8,6 +8,7 @@
 mod audit;
 mod dataset;
 mod error;
+mod processes;
 mod progress;
 mod report;
 mod runner;
@@ -34,7 +35,7 @@ use workloads::{Plan, Workload};
 pub const EXIT_STALE_READS: u8 = 3;
 
 /// Options of `querycache bench`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Postgres server to benchmark; each dataset goes into a database of its own there
     /// (`querycache_bench_pgbench_s{N}`, `querycache_bench_pagila`).
@@ -92,6 +93,34 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
 
+    /// Run the cached side with the shared Redis tier (L2) at this URL (Strict
+    /// consistency; admission as the library's defaults).
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+
+    /// Run the cached side in this many OS processes at once (this one and N − 1 child
+    /// processes of the same binary), sharing one Redis (`--redis` required) and one
+    /// database; the freshness audit's floors are shared through a mapped file, so it
+    /// covers reads in one process of writes returned in another. Throughput and
+    /// counters are summed over the processes; latencies are this process's.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    processes: u32,
+
+    /// Internal: run as a child of `--processes` (the cached side of one workload with
+    /// the floors in this file), printing its figures as one JSON line.
+    #[arg(long, hide = true, value_name = "FILE")]
+    worker_floors: Option<PathBuf>,
+
+    /// Internal: the Redis key prefix a `--processes` run shares.
+    #[arg(long, hide = true)]
+    redis_prefix: Option<String>,
+
+    /// Testing only: serve memory hits without checking them against the shared
+    /// generations, to show that with `--processes` the audit catches reads in one
+    /// process of writes made in another.
+    #[arg(long, hide = true)]
+    unsafe_skip_cross_process_check: bool,
+
     /// Testing only: build the cache with invalidation disabled, to show that the
     /// freshness audit catches the stale reads that follow.
     #[arg(long, hide = true)]
@@ -128,6 +157,16 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 impl Args {
+    /// Checks of options that depend on each other.
+    fn validate(&self) -> Result<()> {
+        if self.processes > 1 && self.redis.is_none() {
+            return Err(Error::Usage(
+                "--processes needs --redis: processes share invalidations through Redis".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The workloads to run: the ones asked for (each must be defined on the dataset),
     /// or all defined on it, in suite order.
     fn workloads(&self) -> Result<Vec<Workload>> {
@@ -150,6 +189,7 @@ impl Args {
 }
 
 async fn bench(args: &Args) -> Result<Vec<Row>> {
+    args.validate()?;
     let progress = Progress::detect();
     let server = PgConnectOptions::from_str(&args.database_url)?;
     let source = Source {
@@ -174,6 +214,18 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
         clients: args.clients as usize,
         seed: args.seed,
     };
+    if let Some(floors) = &args.worker_floors {
+        // A child of `--processes`: the cached side of its one workload only.
+        let workload = *workloads
+            .first()
+            .ok_or_else(|| Error::Usage("a worker runs one workload".into()))?;
+        let cache = Cached(build_cache(pool.clone(), args).await?);
+        let plan = Arc::new(Plan::new(workload, &dataset, Some(floors))?);
+        let measured = runner::run(&cache, plan, timing, &progress.stage("worker", 0, "s")).await?;
+        println!("{}", processes::report(&measured)?);
+        pool.close().await;
+        return Ok(Vec::new());
+    }
     let mut rows = Vec::with_capacity(workloads.len());
     for workload in workloads {
         let uncached = measure(
@@ -183,18 +235,64 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
             timing,
             &progress,
             "uncached",
+            None,
         )
         .await?;
-        // A fresh cache per workload: its counters and hit ratio are that workload's.
-        let cache = Cached(build_cache(pool.clone(), args).await?);
-        let cached = measure(&cache, workload, &dataset, timing, &progress, "cached").await?;
-        rows.push(Row::new(
+        // A fresh cache per workload: its counters and hit ratio are that workload's
+        // (and, with Redis, a fresh key prefix).
+        let prefix = format!(
+            "querycache_bench_{}_{}_{}",
+            std::process::id(),
             workload.name(),
-            dataset.label(),
-            timing.clients,
-            &uncached,
-            &cached,
-        ));
+            rand::random::<u32>()
+        );
+        let args = &Args {
+            redis_prefix: Some(prefix),
+            ..args.clone()
+        };
+        let cache = Cached(build_cache(pool.clone(), args).await?);
+        let row = if args.processes > 1 {
+            let floors = processes::floors_path(workload.name());
+            let children = processes::spawn(args, workload, &floors)?;
+            let cached = measure(
+                &cache,
+                workload,
+                &dataset,
+                timing,
+                &progress,
+                "cached",
+                Some(&floors),
+            )
+            .await;
+            let others = processes::collect(children).await;
+            let _ = std::fs::remove_file(&floors);
+            let mut cached = cached?;
+            for other in others? {
+                cached.add(&other);
+            }
+            let mut row = Row::new(
+                workload.name(),
+                dataset.label(),
+                timing.clients,
+                &uncached,
+                &cached,
+            );
+            row.processes = args.processes as usize;
+            row
+        } else {
+            let cached = measure(
+                &cache, workload, &dataset, timing, &progress, "cached", None,
+            )
+            .await?;
+            Row::new(
+                workload.name(),
+                dataset.label(),
+                timing.clients,
+                &uncached,
+                &cached,
+            )
+        };
+        rows.push(row);
     }
     pool.close().await;
     print!("{}", report::table(&rows));
@@ -204,12 +302,22 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// A cache over `pool` with the memory budget of `--cache-memory` (and invalidation
-/// disabled under the hidden testing flag).
+/// A cache over `pool` with the memory budget of `--cache-memory`, the Redis tier of
+/// `--redis` (and invalidation disabled under the hidden testing flag).
 async fn build_cache(pool: PgPool, args: &Args) -> Result<QueryCache<Postgres>> {
     let mut builder = QueryCache::builder(pool).memory_capacity(args.cache_memory << 20);
+    if let Some(url) = &args.redis {
+        let prefix = args
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| format!("querycache_bench_{}", std::process::id()));
+        builder = builder.redis(querycache::RedisOptions::new(url).prefix(prefix));
+    }
     if args.unsafe_disable_invalidation {
         builder = builder.disable_invalidation_for_testing();
+    }
+    if args.unsafe_skip_cross_process_check {
+        builder = builder.skip_cross_process_check_for_testing();
     }
     Ok(builder.build().await?)
 }
@@ -222,8 +330,9 @@ async fn measure<T: Target>(
     timing: Timing,
     progress: &Progress,
     mode: &str,
+    shared_floors: Option<&std::path::Path>,
 ) -> Result<Measured> {
-    let plan = Arc::new(Plan::new(workload, dataset)?);
+    let plan = Arc::new(Plan::new(workload, dataset, shared_floors)?);
     let seconds = (timing.warmup + timing.measure).as_secs();
     let stage = progress.stage(format!("{} {mode}", workload.name()), seconds, "s");
     let measured = runner::run(target, plan, timing, &stage).await?;

@@ -34,6 +34,15 @@ pub struct Row {
     pub cached_p99_us: f64,
     /// Cache hits over cache lookups in the measured window (0 to 1).
     pub hit_ratio: f64,
+    /// Hits served from memory (L1, or the disk tier) over lookups (0 to 1).
+    pub l1_hit_ratio: f64,
+    /// Hits served from Redis (L2) over lookups (0 to 1; 0 without `--redis`).
+    pub l2_hit_ratio: f64,
+    /// Lookups that went to the database (0 to 1).
+    pub miss_ratio: f64,
+    /// Processes whose cached clients ran at once (`--processes`; their throughput
+    /// and counters are summed, latencies are the first process's).
+    pub processes: usize,
     /// Stale reads seen by the freshness audit, both modes (must be 0).
     pub stale_reads: u64,
     /// Fills the cache refused because a write raced them, measured window.
@@ -74,6 +83,17 @@ impl Row {
             cached_p50_us: round(cached.latency_us(0.5), 2),
             cached_p99_us: round(cached.latency_us(0.99), 2),
             hit_ratio: round(cached.cache.hit_ratio(), 4),
+            l1_hit_ratio: round(cached.cache.hit_ratio() - cached.cache.redis_hit_ratio(), 4),
+            l2_hit_ratio: round(cached.cache.redis_hit_ratio(), 4),
+            miss_ratio: round(
+                if cached.cache.hits + cached.cache.misses == 0 {
+                    0.0
+                } else {
+                    1.0 - cached.cache.hit_ratio()
+                },
+                4,
+            ),
+            processes: 1,
             stale_reads: uncached.stale_reads + cached.stale_reads,
             stale_fills_refused: cached.cache.stale_fills_refused,
             invalidations: cached.cache.invalidations,
@@ -106,7 +126,7 @@ fn micros(us: f64) -> String {
     }
 }
 
-const HEADER: [&str; 11] = [
+const HEADER: [&str; 12] = [
     "workload",
     "uncached ops/s",
     "cached ops/s",
@@ -114,6 +134,7 @@ const HEADER: [&str; 11] = [
     "uncached p50/p99 µs",
     "cached p50/p99 µs",
     "hit ratio",
+    "L1 / L2 / miss %",
     "stale reads",
     "stale fills refused",
     "invalidations",
@@ -122,7 +143,7 @@ const HEADER: [&str; 11] = [
 
 /// The rows as a text table, header first, columns padded to their widest cell.
 pub fn table(rows: &[Row]) -> String {
-    let cells: Vec<[String; 11]> = rows
+    let cells: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             [
@@ -137,6 +158,12 @@ pub fn table(rows: &[Row]) -> String {
                 ),
                 format!("{} / {}", micros(r.cached_p50_us), micros(r.cached_p99_us)),
                 format!("{:.1} %", r.hit_ratio * 100.0),
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    r.l1_hit_ratio * 100.0,
+                    r.l2_hit_ratio * 100.0,
+                    r.miss_ratio * 100.0
+                ),
                 r.stale_reads.to_string(),
                 r.stale_fills_refused.to_string(),
                 r.invalidations.to_string(),
@@ -213,6 +240,7 @@ mod tests {
         let uncached = measured(1_000, &[100_000, 200_000], 1, CacheCounters::default());
         let counters = CacheCounters {
             hits: 90,
+            redis_hits: 0,
             misses: 10,
             stale_fills_refused: 2,
             invalidations: 7,

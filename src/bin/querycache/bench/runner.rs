@@ -45,6 +45,25 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// Figures known only as counts (another process's run): no latencies.
+    pub fn counted(ops: u64, stale_reads: u64, cache: CacheCounters) -> Self {
+        Measured {
+            ops,
+            seconds: 0.0,
+            latency_ns: histogram(),
+            stale_reads,
+            cache,
+        }
+    }
+
+    /// Add another process's run of the same window: its operations, stale reads and
+    /// counters (latencies stay this run's).
+    pub fn add(&mut self, other: &Measured) {
+        self.ops += other.ops;
+        self.stale_reads += other.stale_reads;
+        self.cache = self.cache.plus(other.cache);
+    }
+
     /// Throughput, operations per second.
     pub fn ops_per_s(&self) -> f64 {
         self.ops as f64 / self.seconds

@@ -36,10 +36,12 @@ pub type Statement = Query<'static, Postgres, PgArguments>;
 pub type TypedStatement<R> = QueryAs<'static, Postgres, R, PgArguments>;
 
 /// Cache counters a run reports; all zero for the plain target.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CacheCounters {
     /// Reads served from the cache.
     pub hits: u64,
+    /// Of `hits`, those served from the Redis tier (L2).
+    pub redis_hits: u64,
     /// Reads that went to the database.
     pub misses: u64,
     /// Fills the cache refused because a write raced them.
@@ -53,6 +55,7 @@ impl CacheCounters {
     pub fn since(self, earlier: Self) -> Self {
         Self {
             hits: self.hits.saturating_sub(earlier.hits),
+            redis_hits: self.redis_hits.saturating_sub(earlier.redis_hits),
             misses: self.misses.saturating_sub(earlier.misses),
             stale_fills_refused: self
                 .stale_fills_refused
@@ -63,11 +66,31 @@ impl CacheCounters {
 
     /// Hits over lookups (0 when there were none).
     pub fn hit_ratio(self) -> f64 {
+        self.ratio(self.hits)
+    }
+
+    /// Hits served from Redis (L2) over lookups.
+    pub fn redis_hit_ratio(self) -> f64 {
+        self.ratio(self.redis_hits)
+    }
+
+    fn ratio(self, count: u64) -> f64 {
         let lookups = self.hits + self.misses;
         if lookups == 0 {
             0.0
         } else {
-            self.hits as f64 / lookups as f64
+            count as f64 / lookups as f64
+        }
+    }
+
+    /// The sum of two runs' counters (processes of one `--processes` run).
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            hits: self.hits + other.hits,
+            redis_hits: self.redis_hits + other.redis_hits,
+            misses: self.misses + other.misses,
+            stale_fills_refused: self.stale_fills_refused + other.stale_fills_refused,
+            invalidations: self.invalidations + other.invalidations,
         }
     }
 }
@@ -185,6 +208,7 @@ impl Target for Cached {
         let stats = self.0.stats();
         CacheCounters {
             hits: stats.hits,
+            redis_hits: stats.redis_hits,
             misses: stats.misses,
             stale_fills_refused: stats.stale_fills_refused,
             invalidations: stats.invalidations,

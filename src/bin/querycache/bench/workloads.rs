@@ -10,6 +10,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use sqlx::{query, query_as};
+use std::path::Path;
 
 /// Zipf exponent of the key popularity (the s = 0.99; YCSB's default).
 const ZIPF_S: f64 = 0.99;
@@ -204,11 +205,17 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A plan for `workload` on `dataset`, with fresh audit floors.
+    /// A plan for `workload` on `dataset`, with fresh audit floors (in memory, or in the
+    /// file `shared_floors` that other processes of the run map too).
     ///
     /// # Errors
-    /// [`Error::Usage`] when the workload does not run on the dataset.
-    pub fn new(workload: Workload, dataset: &Dataset) -> Result<Self> {
+    /// [`Error::Usage`] when the workload does not run on the dataset or the floors
+    /// file cannot be mapped.
+    pub fn new(
+        workload: Workload,
+        dataset: &Dataset,
+        shared_floors: Option<&Path>,
+    ) -> Result<Self> {
         if !workload.runs_on(dataset.kind()) {
             return Err(Error::Usage(format!(
                 "workload {} does not run on dataset {}",
@@ -239,11 +246,17 @@ impl Plan {
                 (keys, customers)
             }
         };
-        let floors = Floors::new(if workload.write_fraction().is_some() {
+        let audited = if workload.write_fraction().is_some() {
             audited
         } else {
             0
-        });
+        };
+        let floors = match shared_floors {
+            None => Floors::new(audited),
+            Some(path) => Floors::shared(audited, path).map_err(|e| {
+                Error::Usage(format!("mapping the floors file {}: {e}", path.display()))
+            })?,
+        };
         Ok(Self {
             workload,
             keys,
