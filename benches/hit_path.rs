@@ -202,6 +202,11 @@ fn hit_path(c: &mut Criterion) {
         overhead(6, 5)
     );
     println!();
+    if let Ok(redis_url) = std::env::var("REDIS_URL") {
+        redis_figures(&rt, &pool, &redis_url, rows[3].1);
+    } else {
+        eprintln!("SKIP hit_path redis figures: REDIS_URL is not set");
+    }
 
     let mut group = c.benchmark_group("hit_path");
     macro_rules! timed {
@@ -224,6 +229,110 @@ fn hit_path(c: &mut Criterion) {
     timed!("plain sqlx 1 row", plain_one);
     timed!("miss+fill 1 row", miss_one);
     group.finish();
+}
+
+/// The Redis tier's figures beside a raw `GET` of the same bytes and plain sqlx, all
+/// one-row, measured in this run: an L2 hit (a cache whose memory tier keeps nothing),
+/// a Strict memory hit (one sync round trip), a Bounded memory hit (none).
+fn redis_figures(rt: &Runtime, pool: &PgPool, redis_url: &str, plain: (f64, f64)) {
+    use querycache::{Consistency, RedisOptions};
+    let prefix = format!("qc_bench_hit_path_{:x}", std::process::id());
+    let options = |c: Consistency| {
+        RedisOptions::new(redis_url)
+            .prefix(&prefix)
+            .consistency(c)
+            .admit_min_miss_cost(Duration::ZERO)
+    };
+    let build = |memory: u64, c: Consistency| {
+        rt.block_on(
+            QueryCache::builder(pool.clone())
+                .memory_capacity(memory)
+                .redis(options(c))
+                .build(),
+        )
+        .expect("build cache")
+    };
+    let strict = build(64 << 20, Consistency::Strict);
+    let l2_only = build(1, Consistency::Strict);
+    let bounded = build(64 << 20, Consistency::Bounded(Duration::from_millis(100)));
+    let read = |cache: &QueryCache<Postgres>| {
+        let cache = cache.clone();
+        async move {
+            let r: Row = sqlx::query_as(ONE)
+                .bind(42)
+                .fetch_one_cached(&cache)
+                .await
+                .expect("read");
+            black_box(r);
+        }
+    };
+    // Fill Redis and the memory tiers; let the bounded cache's heartbeat arrive.
+    for cache in [&strict, &l2_only, &bounded] {
+        percentiles(rt, 3, || read(cache));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let mut raw = rt
+        .block_on(client.get_multiplexed_async_connection())
+        .expect("redis connection");
+    let key: String = rt
+        .block_on(
+            redis::cmd("KEYS")
+                .arg(format!("{prefix}:*:e:*"))
+                .query_async::<Vec<String>>(&mut raw),
+        )
+        .expect("keys")
+        .into_iter()
+        .next()
+        .expect("the entry was filled");
+    let bytes: Vec<u8> = rt
+        .block_on(redis::cmd("GET").arg(&key).query_async(&mut raw))
+        .expect("get");
+    let raw_get = || {
+        let mut raw = raw.clone();
+        let key = key.clone();
+        async move {
+            let v: Vec<u8> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut raw)
+                .await
+                .expect("get");
+            black_box(v);
+        }
+    };
+    let rows = [
+        (
+            "L2 (Redis) hit, 1 row",
+            percentiles(rt, 20_000, || read(&l2_only)),
+        ),
+        (
+            "raw redis GET of the same bytes",
+            percentiles(rt, 20_000, raw_get),
+        ),
+        (
+            "Strict memory hit, 1 row",
+            percentiles(rt, 20_000, || read(&strict)),
+        ),
+        (
+            "Bounded(100 ms) memory hit, 1 row",
+            percentiles(rt, 200_000, || read(&bounded)),
+        ),
+        ("plain sqlx, 1 row (above)", plain),
+    ];
+    let stats = l2_only.stats();
+    assert!(
+        stats.redis_hits > 0,
+        "the L2 figure measured L2 hits: {stats:?}"
+    );
+    println!(
+        "hit_path, Redis tier ({} B entry): p50 / p99 in µs, local Redis, same run",
+        bytes.len()
+    );
+    println!("{:<42} {:>10} {:>10}", "", "p50", "p99");
+    for (name, (p50, p99)) in &rows {
+        println!("{name:<42} {p50:>10.3} {p99:>10.3}");
+    }
+    println!();
 }
 
 criterion_group! {
