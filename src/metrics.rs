@@ -179,6 +179,12 @@ pub struct Metrics {
     pub stale_fills_refused: AtomicU64,
     /// Failures inside the cache that fell back to the database.
     pub fallbacks: AtomicU64,
+    /// Fills skipped because their shape was not admitted (`cache/admission.rs`).
+    pub fills_not_admitted: AtomicU64,
+    /// Times a shape was rejected by admission.
+    pub shapes_rejected: AtomicU64,
+    /// Times a rejected shape was admitted again.
+    pub shapes_readmitted: AtomicU64,
     bypasses: [AtomicU64; BypassReason::ALL.len()],
     invalidations_global: AtomicU64,
     invalidations_by_table: Mutex<BTreeMap<String, u64>>,
@@ -190,11 +196,21 @@ impl Metrics {
         self.bypasses[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Count one bump of each named relation.
+    /// Count one bump of each named relation. Allocates a name only the first time a
+    /// relation is counted (this runs on every write).
     pub fn invalidated<'a>(&self, relations: impl IntoIterator<Item = &'a str>) {
+        let mut relations = relations.into_iter().peekable();
+        if relations.peek().is_none() {
+            return;
+        }
         let mut map = self.invalidations_by_table.lock();
         for r in relations {
-            *map.entry(r.to_owned()).or_default() += 1;
+            match map.get_mut(r) {
+                Some(n) => *n += 1,
+                None => {
+                    map.insert(r.to_owned(), 1);
+                }
+            }
         }
     }
 
@@ -226,6 +242,9 @@ impl Metrics {
             invalidations_by_table,
             evictions,
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            fills_not_admitted: self.fills_not_admitted.load(Ordering::Relaxed),
+            shapes_rejected: self.shapes_rejected.load(Ordering::Relaxed),
+            shapes_readmitted: self.shapes_readmitted.load(Ordering::Relaxed),
             entries,
             bytes,
         }
@@ -268,6 +287,14 @@ pub struct Stats {
     /// Failures inside the cache (an entry that could not be weighed, a tier error)
     /// that fell back to the database; the query itself did not fail.
     pub fallbacks: u64,
+    /// Misses whose result was not stored because adaptive admission had rejected
+    /// their statement shape: its results were being invalidated before any hit.
+    pub fills_not_admitted: u64,
+    /// Times a statement shape was rejected by adaptive admission (fewer than 1 in 32
+    /// of its last 64 results hit before a write invalidated them).
+    pub shapes_rejected: u64,
+    /// Times a rejected shape was admitted again (its probe fills were hit).
+    pub shapes_readmitted: u64,
     /// Entries held in the memory tier now.
     pub entries: u64,
     /// Estimated bytes held by the memory tier now (its weigher's sum).

@@ -14,7 +14,7 @@ mod runner;
 mod target;
 mod workloads;
 
-use dataset::{Dataset, DatasetKind, Source};
+use dataset::{DatasetKind, Source};
 use error::{Error, Result};
 use progress::Progress;
 use querycache::QueryCache;
@@ -68,9 +68,16 @@ pub struct Args {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     duration: u64,
 
-    /// Warm-up seconds before each measured window (not counted).
+    /// Warm-up seconds per mode before its first measured window (not counted).
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+
+    /// Measured windows per mode: `--duration` is split into this many windows and
+    /// the modes alternate (uncached, cached, cached, uncached, …), so that both see
+    /// the same machine and database state (other processes' load, table bloat from
+    /// the writes so far) instead of one running after the other.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: u32,
 
     /// Concurrent clients (tokio tasks); the pool has one connection per client.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -91,6 +98,10 @@ pub struct Args {
     /// Seed of the clients' random streams.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+
+    /// Build the cache without adaptive admission (to compare with it).
+    #[arg(long)]
+    no_admission: bool,
 
     /// Testing only: build the cache with invalidation disabled, to show that the
     /// freshness audit catches the stale reads that follow.
@@ -176,18 +187,59 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
     };
     let mut rows = Vec::with_capacity(workloads.len());
     for workload in workloads {
-        let uncached = measure(
-            &Plain(pool.clone()),
-            workload,
-            &dataset,
-            timing,
-            &progress,
-            "uncached",
-        )
-        .await?;
+        let plain = Plain(pool.clone());
         // A fresh cache per workload: its counters and hit ratio are that workload's.
         let cache = Cached(build_cache(pool.clone(), args).await?);
-        let cached = measure(&cache, workload, &dataset, timing, &progress, "cached").await?;
+        let plans = [
+            Arc::new(Plan::new(workload, &dataset)?),
+            Arc::new(Plan::new(workload, &dataset)?),
+        ];
+        let warmup = Timing {
+            measure: Duration::ZERO,
+            ..timing
+        };
+        if !timing.warmup.is_zero() {
+            measure(
+                &plain,
+                workload,
+                &plans[0],
+                warmup,
+                &progress,
+                "uncached warm-up",
+            )
+            .await?;
+            measure(
+                &cache,
+                workload,
+                &plans[1],
+                warmup,
+                &progress,
+                "cached warm-up",
+            )
+            .await?;
+        }
+        let window = Timing {
+            warmup: Duration::ZERO,
+            measure: timing.measure / args.rounds,
+            ..timing
+        };
+        let (mut uncached, mut cached) = (Measured::empty(), Measured::empty());
+        for round in 0..args.rounds {
+            let label = |mode: &str| format!("{mode} {}/{}", round + 1, args.rounds);
+            // ABBA order: a drift in machine load or table state hits both modes alike.
+            let plain_first = round % 2 == 0;
+            for second in [false, true] {
+                if plain_first != second {
+                    let label = label("uncached");
+                    let m = measure(&plain, workload, &plans[0], window, &progress, &label);
+                    uncached.absorb(m.await?)?;
+                } else {
+                    let label = label("cached");
+                    let m = measure(&cache, workload, &plans[1], window, &progress, &label);
+                    cached.absorb(m.await?)?;
+                }
+            }
+        }
         rows.push(Row::new(
             workload.name(),
             dataset.label(),
@@ -207,23 +259,26 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
 /// A cache over `pool` with the memory budget of `--cache-memory` (and invalidation
 /// disabled under the hidden testing flag).
 async fn build_cache(pool: PgPool, args: &Args) -> Result<QueryCache<Postgres>> {
-    let mut builder = QueryCache::builder(pool).memory_capacity(args.cache_memory << 20);
+    let mut builder = QueryCache::builder(pool)
+        .memory_capacity(args.cache_memory << 20)
+        .adaptive_admission(!args.no_admission);
     if args.unsafe_disable_invalidation {
         builder = builder.disable_invalidation_for_testing();
     }
     Ok(builder.build().await?)
 }
 
-/// One run of `workload` against `target`, with fresh audit floors and a progress bar.
+/// One window of `workload` against `target` (audited against `plan`'s floors), with a
+/// progress bar.
 async fn measure<T: Target>(
     target: &T,
     workload: Workload,
-    dataset: &Dataset,
+    plan: &Arc<Plan>,
     timing: Timing,
     progress: &Progress,
     mode: &str,
 ) -> Result<Measured> {
-    let plan = Arc::new(Plan::new(workload, dataset)?);
+    let plan = Arc::clone(plan);
     let seconds = (timing.warmup + timing.measure).as_secs();
     let stage = progress.stage(format!("{} {mode}", workload.name()), seconds, "s");
     let measured = runner::run(target, plan, timing, &stage).await?;

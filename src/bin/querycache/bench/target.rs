@@ -61,6 +61,16 @@ impl CacheCounters {
         }
     }
 
+    /// The sum of two windows' counts.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            hits: self.hits + other.hits,
+            misses: self.misses + other.misses,
+            stale_fills_refused: self.stale_fills_refused + other.stale_fills_refused,
+            invalidations: self.invalidations + other.invalidations,
+        }
+    }
+
     /// Hits over lookups (0 when there were none).
     pub fn hit_ratio(self) -> f64 {
         let lookups = self.hits + self.misses;
