@@ -224,7 +224,7 @@ fn readable(sql: &str, a: &Analysis) -> String {
                 "",
                 key.relation,
                 pins.join(", "),
-                w = 12 - label.len() - 1
+                w = 13 - label.len() - 1
             ));
         }
     }
