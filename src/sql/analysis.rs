@@ -333,6 +333,51 @@ pub struct KeyWrite {
     pub kind: KeyWriteKind,
 }
 
+impl KeyWrite {
+    /// The columns this write gives a value for in every row it can touch: the WHERE
+    /// pins of an UPDATE / DELETE, or the INSERT columns that every VALUES row sets to
+    /// a literal or bind (a column left to its default, serial or not, is not among
+    /// them, so a key the database generates is never taken as known). Sorted.
+    pub fn pinned_columns(&self) -> Vec<&str> {
+        match &self.kind {
+            KeyWriteKind::Insert { columns, rows, .. } => {
+                let mut out: Vec<&str> = columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| {
+                        rows.iter()
+                            .all(|row| row.get(*i).is_some_and(Option::is_some))
+                    })
+                    .map(|(_, c)| &**c)
+                    .collect();
+                out.sort_unstable();
+                out.dedup();
+                out
+            }
+            _ => Pin::columns(&self.pins),
+        }
+    }
+
+    /// `true` when the write may change one of `columns` (an UPDATE assigning it, or an
+    /// `INSERT … ON CONFLICT DO UPDATE` setting it): a write that changes a key column
+    /// moves a row from one key to another.
+    pub fn assigns_any(&self, columns: &[&str]) -> bool {
+        let assigned = match &self.kind {
+            KeyWriteKind::Update { assigned } => assigned.as_slice(),
+            KeyWriteKind::Insert {
+                on_conflict:
+                    Some(OnConflict {
+                        updates: Some(updates),
+                        ..
+                    }),
+                ..
+            } => updates.as_slice(),
+            _ => return false,
+        };
+        assigned.iter().any(|a| columns.contains(&&**a))
+    }
+}
+
 impl Pin {
     /// The column names of `pins`.
     pub fn columns(pins: &[Pin]) -> Vec<&str> {

@@ -313,3 +313,31 @@ fn templated_analyses_pin_the_new_texts_literals() {
     assert_eq!(*j, a("INSERT INTO actor (actor_id) VALUES (4)"));
     assert_ne!(i.key_write, None);
 }
+
+#[test]
+fn pinned_columns_and_key_changes_of_writes() {
+    let w = |sql: &str| a(sql).key_write.expect("key write");
+    let insert = w("INSERT INTO actor (actor_id, first_name) VALUES (1, 'a'), ($1, DEFAULT)");
+    assert_eq!(
+        insert.pinned_columns(),
+        ["actor_id"],
+        "a DEFAULT in one row unpins"
+    );
+    assert_eq!(
+        w("INSERT INTO actor (first_name) VALUES ('a')").pinned_columns(),
+        ["first_name"],
+        "the defaulted key column is not pinned"
+    );
+    let update = w("UPDATE film SET film_id = 7 WHERE film_id = 5");
+    assert_eq!(update.pinned_columns(), ["film_id"]);
+    assert!(update.assigns_any(&["film_id"]));
+    assert!(!w("UPDATE film SET title = 'x' WHERE film_id = 5").assigns_any(&["film_id"]));
+    let upsert = w(
+        "INSERT INTO actor (actor_id) VALUES (1) ON CONFLICT (actor_id) DO UPDATE SET actor_id = 2",
+    );
+    assert!(upsert.assigns_any(&["actor_id"]));
+    assert!(
+        !w("INSERT INTO actor (actor_id) VALUES (1) ON CONFLICT DO NOTHING")
+            .assigns_any(&["actor_id"])
+    );
+}

@@ -122,15 +122,17 @@ fn key_write_json(a: &Analysis) -> Option<KeyJson> {
             rows,
             on_conflict,
         } => {
+            let pinned = write.pinned_columns();
             let mut values = std::collections::BTreeMap::new();
             for (i, column) in columns.iter().enumerate() {
-                let given: Option<Vec<String>> = rows
-                    .iter()
-                    .map(|row| row.get(i)?.as_ref().map(|v| value_text(a, v)))
-                    .collect();
-                if let Some(given) = given {
-                    values.insert(column.to_string(), given);
+                if !pinned.contains(&&**column) {
+                    continue;
                 }
+                let given = rows
+                    .iter()
+                    .filter_map(|row| row.get(i)?.as_ref().map(|v| value_text(a, v)))
+                    .collect();
+                values.insert(column.to_string(), given);
             }
             if values.is_empty() {
                 return None;
