@@ -89,6 +89,7 @@ impl Candidate for Ours {
             plan: 0,
             expires_at: self.expires_at,
             weight: WEIGHT,
+            was_hit: Default::default(),
             value: Arc::clone(&self.value),
         });
         self.tier.insert(key, entry);

@@ -186,6 +186,12 @@ pub struct Metrics {
     /// Results the Redis tier's cost-based admission did not store.
     pub redis_admission_rejected: AtomicU64,
     fallbacks_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    /// Fills skipped because their shape was not admitted (`cache/admission.rs`).
+    pub fills_not_admitted: AtomicU64,
+    /// Times a shape was rejected by admission.
+    pub shapes_rejected: AtomicU64,
+    /// Times a rejected shape was admitted again.
+    pub shapes_readmitted: AtomicU64,
     bypasses: [AtomicU64; BypassReason::ALL.len()],
     invalidations_global: AtomicU64,
     invalidations_by_table: Mutex<BTreeMap<String, u64>>,
@@ -197,11 +203,21 @@ impl Metrics {
         self.bypasses[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Count one bump of each named relation.
+    /// Count one bump of each named relation. Allocates a name only the first time a
+    /// relation is counted (this runs on every write).
     pub fn invalidated<'a>(&self, relations: impl IntoIterator<Item = &'a str>) {
+        let mut relations = relations.into_iter().peekable();
+        if relations.peek().is_none() {
+            return;
+        }
         let mut map = self.invalidations_by_table.lock();
         for r in relations {
-            *map.entry(r.to_owned()).or_default() += 1;
+            match map.get_mut(r) {
+                Some(n) => *n += 1,
+                None => {
+                    map.insert(r.to_owned(), 1);
+                }
+            }
         }
     }
 
@@ -244,6 +260,9 @@ impl Metrics {
             redis_hits: self.redis_hits.load(Ordering::Relaxed),
             redis_fills: self.redis_fills.load(Ordering::Relaxed),
             redis_admission_rejected: self.redis_admission_rejected.load(Ordering::Relaxed),
+            fills_not_admitted: self.fills_not_admitted.load(Ordering::Relaxed),
+            shapes_rejected: self.shapes_rejected.load(Ordering::Relaxed),
+            shapes_readmitted: self.shapes_readmitted.load(Ordering::Relaxed),
             entries,
             bytes,
         }
@@ -297,6 +316,14 @@ pub struct Stats {
     /// Results not stored in the Redis tier by its admission rule (cheap to recompute:
     /// see [`RedisOptions::admit_min_miss_cost`](crate::tier::redis::RedisOptions::admit_min_miss_cost)).
     pub redis_admission_rejected: u64,
+    /// Misses whose result was not stored because adaptive admission had rejected
+    /// their statement shape: its results were being invalidated before any hit.
+    pub fills_not_admitted: u64,
+    /// Times a statement shape was rejected by adaptive admission (fewer than 1 in 32
+    /// of its last 64 results hit before a write invalidated them).
+    pub shapes_rejected: u64,
+    /// Times a rejected shape was admitted again (its probe fills were hit).
+    pub shapes_readmitted: u64,
     /// Entries held in the memory tier now.
     pub entries: u64,
     /// Estimated bytes held by the memory tier now (its weigher's sum).

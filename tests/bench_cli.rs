@@ -103,10 +103,14 @@ fn the_audit_finds_stale_reads_only_when_invalidation_is_disabled() {
             "no stale read through the cache: {row}"
         );
         assert_eq!(field(row, "dataset"), "pgbench-s1");
-        assert!(
-            field(row, "hit_ratio").as_f64().expect("a number") > 0.0,
-            "reads went through the cache: {row}"
-        );
+        // write-heavy's reads are invalidated before they are hit, so adaptive
+        // admission may stop filling them and its hit ratio may be 0.
+        if field(row, "workload") == "read-mostly" {
+            assert!(
+                field(row, "hit_ratio").as_f64().expect("a number") > 0.0,
+                "reads went through the cache: {row}"
+            );
+        }
         assert!(
             field(row, "invalidations").as_u64().expect("a count") > 0,
             "writes invalidated: {row}"

@@ -56,6 +56,8 @@ fn json_output_has_exactly_the_documented_fields() {
             "cacheable",
             "canonical",
             "fingerprint",
+            "key_read",
+            "key_write",
             "kind",
             "literals",
             "reads",
@@ -89,6 +91,46 @@ fn json_output_has_exactly_the_documented_fields() {
     assert_eq!(write["reads"], serde_json::json!(["inventory"]));
     assert_eq!(write["cacheable"], false);
     assert_eq!(write["reason"], "not a read (write)");
+    assert_eq!(
+        read["key_read"],
+        serde_json::json!({"relation": "film", "columns": ["film_id"], "values": {"film_id": ["42"]}})
+    );
+    assert_eq!(read["key_write"], serde_json::Value::Null);
+    assert_eq!(
+        write["key_write"],
+        serde_json::Value::Null,
+        "IN (SELECT …) pins nothing"
+    );
+}
+
+#[test]
+fn json_output_reports_the_pinned_columns_of_key_writes() {
+    let out = querycache(
+        &[
+            "normalize",
+            "--json",
+            "UPDATE film SET film_id = $1 WHERE film_id = $2",
+            "INSERT INTO actor (actor_id, first_name) VALUES (1, 'a'), ($1, DEFAULT) ON CONFLICT (actor_id) DO NOTHING",
+            "DELETE FROM film WHERE title = 'x' OR film_id = 1",
+        ],
+        None,
+    );
+    let lines = json_lines(&out);
+    assert_eq!(
+        lines[0]["key_write"],
+        serde_json::json!({"relation": "film", "columns": ["film_id"],
+            "values": {"film_id": ["$2"]}, "assigned": ["film_id"]})
+    );
+    assert_eq!(
+        lines[1]["key_write"],
+        serde_json::json!({"relation": "actor", "columns": ["actor_id"],
+            "values": {"actor_id": ["1", "$1"]}, "on_conflict": "do_nothing"})
+    );
+    assert_eq!(
+        lines[2]["key_write"],
+        serde_json::Value::Null,
+        "OR pins nothing"
+    );
 }
 
 #[test]

@@ -50,6 +50,7 @@ pub(crate) struct Config {
     pub ttl_jitter: f64,
     pub transaction_reads: TransactionReads,
     pub invalidation_disabled: bool,
+    pub adaptive_admission: bool,
     pub before_fill: Option<FillHook>,
     pub byte_tier: Option<Arc<dyn ByteTier>>,
     pub redis: Option<RedisOptions>,
@@ -89,6 +90,7 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
                 ttl_jitter: 0.1,
                 transaction_reads: TransactionReads::default(),
                 invalidation_disabled: false,
+                adaptive_admission: true,
                 before_fill: None,
                 byte_tier: None,
                 redis: None,
@@ -148,6 +150,16 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
     /// [`TransactionReads::BypassWritten`].
     pub fn transaction_reads(mut self, policy: TransactionReads) -> Self {
         self.config.transaction_reads = policy;
+        self
+    }
+
+    /// Adaptive admission: stop filling a statement shape whose results are
+    /// invalidated before any hit, re-admitting it once its results are hit again
+    /// (rule and thresholds in `cache/admission.rs`; counted in
+    /// [`Stats::fills_not_admitted`](crate::Stats::fills_not_admitted)). It only
+    /// decides what to store, never what to serve. Default: on.
+    pub fn adaptive_admission(mut self, on: bool) -> Self {
+        self.config.adaptive_admission = on;
         self
     }
 

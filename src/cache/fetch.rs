@@ -399,15 +399,17 @@ async fn read<DB: Driver, T: CacheValue>(
     if let Some(hook) = &inner.config.before_fill {
         hook(key).await;
     }
-    fill(cache, key, &plan, stamp, &rows, options.ttl);
+    let filled = fill(cache, key, &plan, stamp, &rows, options.ttl);
     let shared: Arc<dyn Any + Send + Sync> = Arc::new(Arc::clone(&rows));
     leader.complete(shared);
-    let cost = started.elapsed();
-    let ttl = options.ttl.unwrap_or(inner.config.default_ttl);
-    if let Some(snapshot) = &remote {
-        super::redis_tier::fill(cache, key, snapshot, &rows, cost, ttl).await;
+    if filled {
+        let cost = started.elapsed();
+        let ttl = options.ttl.unwrap_or(inner.config.default_ttl);
+        if let Some(snapshot) = &remote {
+            super::redis_tier::fill(cache, key, snapshot, &rows, cost, ttl).await;
+        }
+        super::byte_tiers::fill(cache, key, &plan, stamp, &rows, ttl).await;
     }
-    super::byte_tiers::fill(cache, key, &plan, stamp, &rows, ttl).await;
     Ok(rows)
 }
 
@@ -421,10 +423,20 @@ fn memory_hit<DB: Driver, T: CacheValue>(
     let Lookup::Hit(entry) = cache.0.memory.get(&key, Instant::now()) else {
         return None;
     };
-    if entry.plan != plan.version || entry.stamp != stamp {
+    if entry.plan != plan.version {
         return None;
     }
-    entry.value.downcast_ref::<Arc<[T]>>().cloned()
+    if entry.stamp != stamp {
+        if !entry.was_hit.load(Ordering::Relaxed) {
+            super::admission::wasted(cache, plan);
+        }
+        return None;
+    }
+    let rows = entry.value.downcast_ref::<Arc<[T]>>().cloned();
+    if rows.is_some() && !entry.was_hit.swap(true, Ordering::Relaxed) {
+        super::admission::useful(cache, plan);
+    }
+    rows
 }
 
 /// With a Redis tier, whether an L1 entry found current at `stamp` is current in every
@@ -452,7 +464,8 @@ async fn current_across_processes<DB: Driver>(
     }
 }
 
-/// Store `rows` unless a write moved the read set's generations since `stamp`.
+/// Store `rows` unless a write moved the read set's generations since `stamp` or the
+/// statement's shape is not admitted; `true` when stored.
 fn fill<DB: Driver, T: CacheValue>(
     cache: &QueryCache<DB>,
     key: crate::key::CacheKey,
@@ -460,18 +473,22 @@ fn fill<DB: Driver, T: CacheValue>(
     stamp: crate::freshness::generations::Stamp,
     rows: &Arc<[T]>,
     ttl: Option<Duration>,
-) {
+) -> bool {
     let inner = &*cache.0;
     if inner.generations.stamp(&plan.reads) != stamp {
         inner
             .metrics
             .stale_fills_refused
             .fetch_add(1, Ordering::Relaxed);
-        return;
+        super::admission::wasted(cache, plan);
+        return false;
+    }
+    if !super::admission::admit(cache, plan) {
+        return false;
     }
     let Ok(weight) = weigh(rows) else {
         inner.metrics.fallbacks.fetch_add(1, Ordering::Relaxed);
-        return;
+        return false;
     };
     let ttl = ttl.unwrap_or(inner.config.default_ttl);
     let jitter = inner.config.ttl_jitter * rand::random::<f64>();
@@ -480,10 +497,12 @@ fn fill<DB: Driver, T: CacheValue>(
         plan: plan.version,
         expires_at: Instant::now() + ttl.mul_f64(1.0 - jitter),
         weight,
+        was_hit: Default::default(),
         value: Arc::clone(rows),
     });
     inner.memory.insert(key, entry);
     inner.metrics.fills.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 /// Run the statement and decode its rows as plain sqlx would.

@@ -6,10 +6,12 @@
 //! - [`fetch`]: cached reads through the [`CachedQuery`] extension trait on sqlx's
 //!   `query_as` / `query_scalar` builders.
 //! - `byte_tiers`: the read path's lookups in and fills of a byte tier (L3 disk).
+//! - `admission`: adaptive admission (shapes invalidated before any hit stop filling).
 //! - [`transaction`]: [`CachedTransaction`], whose writes invalidate at COMMIT.
 //! - `plan`: per-statement plans (analysis + resolved read and write sets).
 //! - [`driver`]: what each sqlx database must provide ([`Driver`]).
 
+mod admission;
 pub mod builder;
 mod byte_tiers;
 pub mod driver;

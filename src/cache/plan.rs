@@ -8,6 +8,7 @@
 //! are dropped when the catalog changes (DDL through the cache), which bumps the
 //! planner's *version*.
 
+use super::admission::Admission;
 use crate::freshness::generations::{Generations, RelationSet};
 use crate::freshness::{Catalog, VolatileSource, Volatility};
 use crate::metrics::BypassReason;
@@ -26,6 +27,9 @@ pub(crate) struct Plan {
     pub fingerprint: u128,
     /// Why reads of this text bypass the cache, if they do.
     pub bypass: Option<BypassReason>,
+    /// Whether results of this statement's shape are worth filling, shared by every
+    /// plan of the shape (`admission.rs`).
+    pub admission: Arc<Admission>,
     /// The read set, resolved.
     pub reads: RelationSet,
     /// The write set, resolved and closed over the catalog.
@@ -189,6 +193,8 @@ fn bypass_reason(reason: &Reason) -> BypassReason {
 /// returned (it may linger in the memo after a concurrent [`Planner::replan`]).
 pub(crate) struct Planner {
     memo: quick_cache::sync::Cache<u128, Arc<Plan>>,
+    /// Admission state by statement shape; dropped with the plans at a replan.
+    shapes: quick_cache::sync::Cache<u128, Arc<Admission>>,
     statements: StatementMemo,
     version: AtomicU64,
     resolver: RwLock<Arc<Resolver>>,
@@ -212,6 +218,7 @@ impl Planner {
         };
         Planner {
             memo: quick_cache::sync::Cache::new(capacity.max(1)),
+            shapes: quick_cache::sync::Cache::new(capacity.max(1)),
             statements: StatementMemo::new(capacity, options),
             version: AtomicU64::new(0),
             resolver: RwLock::new(Arc::new(resolver)),
@@ -229,7 +236,13 @@ impl Planner {
         }
         let analysis = self.statements.analyze(sql);
         let resolver = Arc::clone(&self.resolver.read());
-        let plan = Arc::new(build(&analysis, &resolver, generations, version));
+        let admission = self
+            .shapes
+            .get_or_insert_with(&analysis.shape, || {
+                Ok::<_, std::convert::Infallible>(Arc::default())
+            })
+            .unwrap_or_default();
+        let plan = Arc::new(build(&analysis, &resolver, generations, version, admission));
         self.memo.insert(hash, Arc::clone(&plan));
         plan
     }
@@ -240,6 +253,7 @@ impl Planner {
         *self.resolver.write() = Arc::new(resolver);
         self.version.fetch_add(1, Ordering::SeqCst);
         self.memo.clear();
+        self.shapes.clear();
     }
 
     /// Resolve relation names for a manual invalidation, closed like a write.
@@ -262,6 +276,7 @@ fn build(
     resolver: &Resolver,
     generations: &Generations,
     version: u64,
+    admission: Arc<Admission>,
 ) -> Plan {
     let reads: Vec<Arc<str>> = analysis.reads.iter().map(|r| resolver.resolve(r)).collect();
     let closure = resolver.write_closure(&analysis.writes);
@@ -273,6 +288,7 @@ fn build(
         version,
         fingerprint: analysis.fingerprint,
         bypass,
+        admission,
         reads: generations.relation_set(reads.iter().map(|n| &**n)),
         writes: generations.relation_set(closure.names.iter().map(|n| &**n)),
         writes_unknown: analysis.writes_unknown || closure.unknown,

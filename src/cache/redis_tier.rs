@@ -101,6 +101,7 @@ fn promote<DB: Driver, T: CacheValue>(
         plan: plan.version,
         expires_at: Instant::now() + inner.config.default_ttl,
         weight,
+        was_hit: Default::default(),
         value: Arc::clone(rows),
     });
     inner.memory.insert(key, entry);

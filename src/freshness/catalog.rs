@@ -7,7 +7,8 @@
 //! come from the same snapshot, and so do the views whose results change without a
 //! write ([`Catalog::reads_volatile`]). How the closure spreads is described in
 //! `closure.rs`; how trigger function bodies are read, in `function_body.rs`; how
-//! volatile views are found, in `volatile_views.rs`.
+//! volatile views are found, in `volatile_views.rs`; which indexes are keys
+//! ([`Catalog::unique_keys`]), in `unique_keys.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use sqlx::postgres::PgPool;
 
 use super::closure::{Graph, IdClosure, Scratch};
 use super::load::{self, CatalogRows};
+use super::unique_keys::UniqueKey;
 use super::volatile_views::VolatileSource;
 use crate::Result;
 use crate::sql::RelationName;
@@ -139,6 +141,8 @@ pub struct Catalog {
     volatility: HashMap<String, Volatility>,
     /// Views whose results change without a write, by id.
     volatile_views: HashMap<u32, VolatileSource>,
+    /// Primary keys and unique indexes, by id (`unique_keys.rs`).
+    unique_keys: HashMap<u32, Vec<UniqueKey>>,
 }
 
 impl Catalog {
@@ -198,6 +202,7 @@ impl Catalog {
             graph: built.graph,
             volatility: built.volatility,
             volatile_views: built.volatile_views,
+            unique_keys: built.unique_keys,
         }
     }
 
@@ -371,6 +376,30 @@ impl Catalog {
     /// keyword-like SQL construct, or created after the load).
     pub fn function_volatility(&self, name: &str) -> Option<Volatility> {
         self.volatility.get(name).copied()
+    }
+
+    /// The primary key and non-partial unique indexes over plain columns of `name`
+    /// (schema-qualified), primary key first (see `unique_keys.rs` for which indexes
+    /// qualify). Empty for relations without one, views and unknown names.
+    pub fn unique_keys(&self, name: &RelationName) -> &[UniqueKey] {
+        self.ids
+            .get(name)
+            .and_then(|id| self.unique_keys.get(id))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The key that `pinned` columns cover on `name` (schema-qualified), if `name` is
+    /// an ordinary table (not a view, partitioned parent or foreign table) and some
+    /// unique key's columns are all pinned with deterministic collation: then a
+    /// statement pinning them reads or writes at most one row per pinned value. The
+    /// primary key is preferred. `pinned` are column names as stored.
+    pub fn key_covered_by(&self, name: &RelationName, pinned: &[&str]) -> Option<&UniqueKey> {
+        if self.kind(name) != Some(RelationKind::Table) {
+            return None;
+        }
+        self.unique_keys(name)
+            .iter()
+            .find(|key| key.covered_by(pinned))
     }
 
     /// Why reading `name` (schema-qualified) can return a different result without any

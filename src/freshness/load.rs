@@ -10,6 +10,7 @@ use sqlx::postgres::PgPool;
 use super::catalog::{RelationKind, Volatility};
 use super::closure::{Effects, Graph};
 use super::function_body::{self, BodyEffects, BodyName};
+use super::unique_keys::{self, UniqueKey, UniqueKeyRow};
 use super::volatile_views::{self, NodeRow, VolatileSource};
 use crate::Result;
 use crate::sql::RelationName;
@@ -50,6 +51,8 @@ pub(crate) struct CatalogRows {
     functions: Vec<FunctionRow>,
     /// Function calls and relations in user views' query trees (`volatile_views`).
     view_nodes: Vec<NodeRow>,
+    /// Primary keys and unique indexes (`unique_keys`).
+    unique_keys: Vec<UniqueKeyRow>,
 }
 
 /// Runs the catalog queries in one `REPEATABLE READ` read-only transaction.
@@ -121,6 +124,9 @@ pub(crate) async fn query(pool: &PgPool) -> Result<CatalogRows> {
     let view_nodes = sqlx::query_as(volatile_views::QUERY)
         .fetch_all(&mut *tx)
         .await?;
+    let unique_keys = sqlx::query_as(unique_keys::QUERY)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(CatalogRows {
         current_user,
@@ -132,6 +138,7 @@ pub(crate) async fn query(pool: &PgPool) -> Result<CatalogRows> {
         triggers,
         functions,
         view_nodes,
+        unique_keys,
     })
 }
 
@@ -145,6 +152,8 @@ pub(crate) struct Built {
     pub volatility: HashMap<String, Volatility>,
     /// Views whose results change without a write, by relation id.
     pub volatile_views: HashMap<u32, VolatileSource>,
+    /// Primary keys and unique indexes, by relation id.
+    pub unique_keys: HashMap<u32, Vec<UniqueKey>>,
 }
 
 /// What one function does on its own, before following its calls.
@@ -296,7 +305,9 @@ pub(crate) fn build(rows: CatalogRows) -> Built {
         &graph.readers,
     );
 
+    let unique_keys = unique_keys::build(&rows.unique_keys, &id_of);
     Built {
+        unique_keys,
         relations: relations
             .into_iter()
             .map(|(_, name, kind)| (name, kind))

@@ -17,7 +17,9 @@ mod function_body;
 pub mod generations;
 mod load;
 pub mod shared;
+mod unique_keys;
 mod volatile_views;
 
 pub use catalog::{Catalog, RelationKind, Volatility, WriteClosure, parse_search_path};
+pub use unique_keys::{KeyColumn, UniqueKey};
 pub use volatile_views::VolatileSource;

@@ -2,7 +2,8 @@
 //!
 //! These types are the contract between the normalizer (`sql::analyze`) and the rest of
 //! the crate: the cache reads `verdict`, `reads`, `writes`, `writes_unknown`,
-//! `functions` and `fingerprint`; the CLI prints all of it.
+//! `functions`, `fingerprint` and the key-access forms `key_read` / `key_write`; the
+//! CLI prints all of it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -209,6 +210,12 @@ pub struct Analysis {
     pub literals: Vec<String>,
     /// Whether the result may be cached.
     pub verdict: Verdict,
+    /// The read's single relation and the columns its WHERE pins, when it has the
+    /// form of a key read ([`KeyRead`]); `None` for every other statement.
+    pub key_read: Option<KeyRead>,
+    /// The write's relation and pinned columns or inserted values, when it has the
+    /// form of a key write ([`KeyWrite`]); `None` for every other statement.
+    pub key_write: Option<KeyWrite>,
 }
 
 impl Analysis {
@@ -223,5 +230,157 @@ impl Analysis {
             Verdict::Cacheable => None,
             Verdict::Uncacheable(reason) => Some(reason),
         }
+    }
+}
+
+/// A value a statement pins a column to, in a key read or a key write.
+///
+/// Literals are referred to by their index in [`Analysis::literals`], so an analysis
+/// made from a shape's template (a new literal variant of a known statement) pins the
+/// new text's values. What a value means as a key (`'5'` and `5.0` against an `int`
+/// column are both the key 5; `'5.5'` is an error and `5.5` matches nothing) depends on
+/// the column's type, which only the catalog knows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PinnedValue {
+    /// The literal `Analysis::literals[index]` (a plain number or a `'…'` string),
+    /// with a leading minus when `negated`, and the type of an explicit cast
+    /// (`'5'::int8`, `CAST(5 AS bigint)`) as written, lower case.
+    Literal {
+        /// Index into [`Analysis::literals`].
+        index: usize,
+        /// Written `-literal`.
+        negated: bool,
+        /// Explicit cast target, if any.
+        cast: Option<Arc<str>>,
+    },
+    /// The bind parameter `$number` (1-based), with an explicit cast's type if any.
+    Bind {
+        /// The parameter's number, 1-based.
+        number: usize,
+        /// Explicit cast target, if any.
+        cast: Option<Arc<str>>,
+    },
+}
+
+/// One column pinned by a WHERE clause: `column = value` or `column IN (values…)`
+/// (then several values), a conjunct of the top-level `AND`s. `NULL` never pins.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pin {
+    /// The column, folded.
+    pub column: Arc<str>,
+    /// One value for `=`, the list's values for `IN`.
+    pub values: Vec<PinnedValue>,
+}
+
+/// A read that may be a key read: a single-relation SELECT of one named relation (no
+/// join, subquery, CTE, set operation, GROUP BY / HAVING, aggregate or window
+/// function) whose WHERE pins `pins`. Whether the pins cover a primary key or a
+/// non-partial unique index with deterministic collation (and whether the relation is
+/// a base table at all) is decided with the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyRead {
+    /// The relation, as named (not resolved through `search_path`).
+    pub relation: RelationName,
+    /// Pinned columns, sorted by column; empty when none is pinned.
+    pub pins: Vec<Pin>,
+}
+
+/// What a write that may be a key write does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyWriteKind {
+    /// `UPDATE … SET assigned… WHERE pins`: an assignment to a key column moves the
+    /// row to another key (the catalog decides whether that falls back to table level).
+    Update {
+        /// Assigned columns, sorted.
+        assigned: Vec<Arc<str>>,
+    },
+    /// `DELETE FROM … WHERE pins`.
+    Delete,
+    /// `INSERT INTO t (columns…) VALUES rows…`.
+    Insert {
+        /// The column list as written, folded.
+        columns: Vec<Arc<str>>,
+        /// Per row, per column: the pinned value, or `None` for anything else
+        /// (`DEFAULT`, an expression, `NULL`), which gives that column no key value.
+        rows: Vec<Vec<Option<PinnedValue>>>,
+        /// The `ON CONFLICT` clause, if any.
+        on_conflict: Option<OnConflict>,
+    },
+}
+
+/// An `INSERT`'s `ON CONFLICT` clause.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OnConflict {
+    /// Conflict target columns (`ON CONFLICT (a, b)`), folded; empty when none is given
+    /// or the target is a constraint.
+    pub target: Vec<Arc<str>>,
+    /// `ON CONFLICT ON CONSTRAINT name`.
+    pub constraint: Option<Arc<str>>,
+    /// `DO UPDATE SET` columns, sorted; `None` for `DO NOTHING`.
+    pub updates: Option<Vec<Arc<str>>>,
+}
+
+/// A write that may be a key write: UPDATE or DELETE of one named relation (no
+/// `FROM` / `USING`) whose WHERE pins `pins`, or an INSERT with a column list and a
+/// `VALUES` list. Whether it covers a key is decided with the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyWrite {
+    /// The written relation, as named.
+    pub relation: RelationName,
+    /// Columns the WHERE clause pins (UPDATE, DELETE), sorted; empty for INSERT.
+    pub pins: Vec<Pin>,
+    /// What the write does.
+    pub kind: KeyWriteKind,
+}
+
+impl KeyWrite {
+    /// The columns this write gives a value for in every row it can touch: the WHERE
+    /// pins of an UPDATE / DELETE, or the INSERT columns that every VALUES row sets to
+    /// a literal or bind (a column left to its default, serial or not, is not among
+    /// them, so a key the database generates is never taken as known). Sorted.
+    pub fn pinned_columns(&self) -> Vec<&str> {
+        match &self.kind {
+            KeyWriteKind::Insert { columns, rows, .. } => {
+                let mut out: Vec<&str> = columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| {
+                        rows.iter()
+                            .all(|row| row.get(*i).is_some_and(Option::is_some))
+                    })
+                    .map(|(_, c)| &**c)
+                    .collect();
+                out.sort_unstable();
+                out.dedup();
+                out
+            }
+            _ => Pin::columns(&self.pins),
+        }
+    }
+
+    /// `true` when the write may change one of `columns` (an UPDATE assigning it, or an
+    /// `INSERT … ON CONFLICT DO UPDATE` setting it): a write that changes a key column
+    /// moves a row from one key to another.
+    pub fn assigns_any(&self, columns: &[&str]) -> bool {
+        let assigned = match &self.kind {
+            KeyWriteKind::Update { assigned } => assigned.as_slice(),
+            KeyWriteKind::Insert {
+                on_conflict:
+                    Some(OnConflict {
+                        updates: Some(updates),
+                        ..
+                    }),
+                ..
+            } => updates.as_slice(),
+            _ => return false,
+        };
+        assigned.iter().any(|a| columns.contains(&&**a))
+    }
+}
+
+impl Pin {
+    /// The column names of `pins`.
+    pub fn columns(pins: &[Pin]) -> Vec<&str> {
+        pins.iter().map(|p| &*p.column).collect()
     }
 }

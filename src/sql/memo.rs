@@ -174,6 +174,9 @@ impl Template {
                 .map(|s| render(s, raw).to_owned())
                 .collect(),
             verdict: base.verdict.clone(),
+            // Pinned literals are indices into `literals`, which hold this text's.
+            key_read: base.key_read.clone(),
+            key_write: base.key_write.clone(),
         })
     }
 }

@@ -4,7 +4,8 @@
 //! the cached path, [`split_statements`] to cut a script into statements.
 //!
 //! Pipeline (`pipeline.rs`): size cap → sqlparser 0.63 (`PostgreSqlDialect`) →
-//! read/write-set visitor (`analyze.rs`, `volatility.rs`) → canonical text with
+//! read/write-set visitor (`analyze.rs`, `volatility.rs`) and key-access forms
+//! (`keys.rs`) → canonical text with
 //! identifiers folded, cut at its literals (`canonical.rs`) → xxh3-128 fingerprints
 //! (`fingerprint.rs`); the AST is then taken apart without deep recursion
 //! (`stack.rs`). Text sqlparser cannot parse is classified by its
@@ -17,6 +18,7 @@ mod canonical;
 mod fallback;
 mod fingerprint;
 mod hoist;
+mod keys;
 mod lexer;
 #[cfg(test)]
 mod lexer_differential;
@@ -28,7 +30,10 @@ mod split;
 mod stack;
 mod volatility;
 
-pub use analysis::{Analysis, Dialect, Reason, RelationName, StatementKind, Verdict};
+pub use analysis::{
+    Analysis, Dialect, KeyRead, KeyWrite, KeyWriteKind, OnConflict, Pin, PinnedValue, Reason,
+    RelationName, StatementKind, Verdict,
+};
 pub use fingerprint::fingerprint_hex;
 pub use memo::StatementMemo;
 pub use pipeline::{AnalyzeOptions, DEFAULT_MAX_LEN, analyze, analyze_with};

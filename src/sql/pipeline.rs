@@ -14,6 +14,7 @@ use super::canonical::{Cut, canonical_without_cut, canonicalize};
 use super::fallback::unparsed;
 use super::fingerprint::fingerprint;
 use super::hoist::{Claims, sqlparser_claims};
+use super::keys::recognize;
 use super::lexer::{Lexeme, Lexer, TokenKind, leading_keyword};
 use super::spans::Locator;
 use super::stack::with_stack_for;
@@ -208,6 +209,8 @@ fn build(facts: Facts, canonical: String, shape: &str, literals: Vec<String>) ->
         shape: fingerprint(shape),
         literals,
         verdict,
+        key_read: None,
+        key_write: None,
     }
 }
 
@@ -274,6 +277,7 @@ fn run_parsed(sql: &str, want_claims: bool) -> Outcome {
         }
     };
     let mut facts = facts(&parsed.statements);
+    let keys = recognize(&parsed.statements);
     if has_hex_number(sql) {
         facts.reasons.push(Reason::Misread("0x… number".to_owned()));
     }
@@ -285,7 +289,8 @@ fn run_parsed(sql: &str, want_claims: bool) -> Outcome {
                     .reasons
                     .push(Reason::Misread("literal not printed".to_owned()));
             }
-            let analysis = build(facts, cut.canonical(), &cut.shape(), cut.ordered_literals());
+            let mut analysis = build(facts, cut.canonical(), &cut.shape(), cut.ordered_literals());
+            (analysis.key_read, analysis.key_write) = keys.resolve(Some(&cut));
             let ranges = parsed.literal_ranges(&cut);
             Outcome {
                 analysis,
@@ -295,8 +300,11 @@ fn run_parsed(sql: &str, want_claims: bool) -> Outcome {
         }
         None => {
             let (canonical, shape, literals) = canonical_without_cut(&mut parsed.statements);
+            let mut analysis = build(facts, canonical, &shape, literals);
+            // Without a cut, literals cannot be named by index: only binds survive.
+            (analysis.key_read, analysis.key_write) = keys.resolve(None);
             Outcome {
-                analysis: build(facts, canonical, &shape, literals),
+                analysis,
                 cut: None,
                 claims: None,
             }

@@ -39,6 +39,9 @@ pub struct Entry<V: ?Sized> {
     pub expires_at: Instant,
     /// Estimated bytes held (see [`weigh`]); what the byte budget counts.
     pub weight: u64,
+    /// Set by the entry's first hit (adaptive admission counts entries invalidated
+    /// before any hit). Written once, so later hits only read its cache line.
+    pub was_hit: std::sync::atomic::AtomicBool,
     /// The rows.
     pub value: V,
 }
@@ -235,6 +238,7 @@ mod tests {
             plan: 1,
             expires_at,
             weight,
+            was_hit: Default::default(),
             value,
         })
     }

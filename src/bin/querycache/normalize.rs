@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use querycache::sql::{
-    Analysis, AnalyzeOptions, DEFAULT_MAX_LEN, StatementMemo, fingerprint_hex, split_statements,
+    Analysis, AnalyzeOptions, DEFAULT_MAX_LEN, KeyWriteKind, Pin, PinnedValue, RelationName,
+    StatementMemo, fingerprint_hex, split_statements,
 };
 
 /// Arguments of `querycache normalize`.
@@ -37,6 +38,121 @@ struct JsonLine<'a> {
     cacheable: bool,
     reason: Option<String>,
     literals: &'a [String],
+    key_read: Option<KeyJson>,
+    key_write: Option<KeyJson>,
+}
+
+/// A key-access form as the CLI reports it. Without a database the CLI cannot tell
+/// which columns form a primary key or unique index, so `columns` are the columns the
+/// statement pins (a read's or an UPDATE/DELETE's WHERE conjuncts `col = value` /
+/// `col IN (…)`; an INSERT's columns that every VALUES row gives a literal or bind);
+/// the cache decides with the catalog whether they cover a key. `null` when the
+/// statement has no key-access form or pins no column (table level).
+#[derive(serde::Serialize)]
+struct KeyJson {
+    /// The relation as named.
+    relation: String,
+    /// The pinned columns, sorted.
+    columns: Vec<String>,
+    /// Per pinned column, its values: literal text, `$n` for binds, `::type` casts.
+    /// (INSERT: one value per row.)
+    values: std::collections::BTreeMap<String, Vec<String>>,
+    /// UPDATE: the assigned columns (a key among them moves the row); INSERT … ON
+    /// CONFLICT DO UPDATE: the updated columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assigned: Option<Vec<String>>,
+    /// INSERT: `do_nothing` or `do_update` when it has an ON CONFLICT clause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_conflict: Option<&'static str>,
+}
+
+fn value_text(a: &Analysis, value: &PinnedValue) -> String {
+    let (base, cast) = match value {
+        PinnedValue::Literal {
+            index,
+            negated,
+            cast,
+        } => {
+            let literal = a.literals.get(*index).map_or("?", String::as_str);
+            let sign = if *negated { "-" } else { "" };
+            (format!("{sign}{literal}"), cast)
+        }
+        PinnedValue::Bind { number, cast } => (format!("${number}"), cast),
+    };
+    match cast {
+        Some(cast) => format!("{base}::{cast}"),
+        None => base,
+    }
+}
+
+fn pins_json(a: &Analysis, relation: &RelationName, pins: &[Pin]) -> Option<KeyJson> {
+    if pins.is_empty() {
+        return None;
+    }
+    Some(KeyJson {
+        relation: relation.to_string(),
+        columns: pins.iter().map(|p| p.column.to_string()).collect(),
+        values: pins
+            .iter()
+            .map(|p| {
+                let values = p.values.iter().map(|v| value_text(a, v)).collect();
+                (p.column.to_string(), values)
+            })
+            .collect(),
+        assigned: None,
+        on_conflict: None,
+    })
+}
+
+fn key_read_json(a: &Analysis) -> Option<KeyJson> {
+    let read = a.key_read.as_ref()?;
+    pins_json(a, &read.relation, &read.pins)
+}
+
+fn key_write_json(a: &Analysis) -> Option<KeyJson> {
+    let write = a.key_write.as_ref()?;
+    match &write.kind {
+        KeyWriteKind::Update { assigned } => {
+            let mut out = pins_json(a, &write.relation, &write.pins)?;
+            out.assigned = Some(assigned.iter().map(ToString::to_string).collect());
+            Some(out)
+        }
+        KeyWriteKind::Insert {
+            columns,
+            rows,
+            on_conflict,
+        } => {
+            let pinned = write.pinned_columns();
+            let mut values = std::collections::BTreeMap::new();
+            for (i, column) in columns.iter().enumerate() {
+                if !pinned.contains(&&**column) {
+                    continue;
+                }
+                let given = rows
+                    .iter()
+                    .filter_map(|row| row.get(i)?.as_ref().map(|v| value_text(a, v)))
+                    .collect();
+                values.insert(column.to_string(), given);
+            }
+            if values.is_empty() {
+                return None;
+            }
+            Some(KeyJson {
+                relation: write.relation.to_string(),
+                columns: values.keys().cloned().collect(),
+                values,
+                assigned: on_conflict
+                    .as_ref()
+                    .and_then(|c| c.updates.as_ref())
+                    .map(|u| u.iter().map(ToString::to_string).collect()),
+                on_conflict: on_conflict.as_ref().map(|c| match c.updates {
+                    Some(_) => "do_update",
+                    None => "do_nothing",
+                }),
+            })
+        }
+        _ => pins_json(a, &write.relation, &write.pins),
+    }
 }
 
 fn sorted_names(list: &[querycache::sql::RelationName]) -> Vec<String> {
@@ -56,6 +172,8 @@ fn json_line(a: &Analysis) -> String {
         cacheable: a.is_cacheable(),
         reason: a.reason().map(ToString::to_string),
         literals: &a.literals,
+        key_read: key_read_json(a),
+        key_write: key_write_json(a),
     };
     serde_json::to_string(&line).expect("a struct of strings and bools serializes")
 }
@@ -92,6 +210,25 @@ fn readable(sql: &str, a: &Analysis) -> String {
     out.push_str(&format!("shape:       {}\n", fingerprint_hex(a.shape)));
     if !a.literals.is_empty() {
         out.push_str(&format!("literals:    {}\n", a.literals.join(", ")));
+    }
+    for (label, key) in [
+        ("key read", key_read_json(a)),
+        ("key write", key_write_json(a)),
+    ] {
+        if let Some(key) = key {
+            let pins: Vec<String> = key
+                .values
+                .iter()
+                .map(|(column, values)| format!("{column} = {}", values.join(" | ")))
+                .collect();
+            out.push_str(&format!(
+                "{label}:{:w$}{} ({})\n",
+                "",
+                key.relation,
+                pins.join(", "),
+                w = 13 - label.len() - 1
+            ));
+        }
     }
     out
 }

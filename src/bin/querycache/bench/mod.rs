@@ -69,9 +69,16 @@ pub struct Args {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     duration: u64,
 
-    /// Warm-up seconds before each measured window (not counted).
+    /// Warm-up seconds per mode before its first measured window (not counted).
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+
+    /// Measured windows per mode: `--duration` is split into this many windows and
+    /// the modes alternate (uncached, cached, cached, uncached, …), so that both see
+    /// the same machine and database state (other processes' load, table bloat from
+    /// the writes so far) instead of one running after the other.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: u32,
 
     /// Concurrent clients (tokio tasks); the pool has one connection per client.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -120,6 +127,10 @@ pub struct Args {
     /// process of writes made in another.
     #[arg(long, hide = true)]
     unsafe_skip_cross_process_check: bool,
+
+    /// Build the cache without adaptive admission (to compare with it).
+    #[arg(long)]
+    no_admission: bool,
 
     /// Testing only: build the cache with invalidation disabled, to show that the
     /// freshness audit catches the stale reads that follow.
@@ -228,20 +239,11 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
     }
     let mut rows = Vec::with_capacity(workloads.len());
     for workload in workloads {
-        let uncached = measure(
-            &Plain(pool.clone()),
-            workload,
-            &dataset,
-            timing,
-            &progress,
-            "uncached",
-            None,
-        )
-        .await?;
+        let plain = Plain(pool.clone());
         // A fresh cache per workload: its counters and hit ratio are that workload's
         // (and, with Redis, a fresh key prefix).
         let prefix = format!(
-            "querycache_bench_{}_{}_{}",
+            "querycache_bench_{}_{}_{:x}",
             std::process::id(),
             workload.name(),
             rand::random::<u32>()
@@ -251,48 +253,69 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
             ..args.clone()
         };
         let cache = Cached(build_cache(pool.clone(), args).await?);
-        let row = if args.processes > 1 {
-            let floors = processes::floors_path(workload.name());
-            let children = processes::spawn(args, workload, &floors)?;
-            let cached = measure(
-                &cache,
+        if args.processes > 1 {
+            let row = across_processes(args, workload, &dataset, &plain, &cache, timing, &progress)
+                .await?;
+            rows.push(row);
+            continue;
+        }
+        let plans = [
+            Arc::new(Plan::new(workload, &dataset, None)?),
+            Arc::new(Plan::new(workload, &dataset, None)?),
+        ];
+        let warmup = Timing {
+            measure: Duration::ZERO,
+            ..timing
+        };
+        if !timing.warmup.is_zero() {
+            measure(
+                &plain,
                 workload,
-                &dataset,
-                timing,
+                &plans[0],
+                warmup,
                 &progress,
-                "cached",
-                Some(&floors),
-            )
-            .await;
-            let others = processes::collect(children).await;
-            let _ = std::fs::remove_file(&floors);
-            let mut cached = cached?;
-            for other in others? {
-                cached.add(&other);
-            }
-            let mut row = Row::new(
-                workload.name(),
-                dataset.label(),
-                timing.clients,
-                &uncached,
-                &cached,
-            );
-            row.processes = args.processes as usize;
-            row
-        } else {
-            let cached = measure(
-                &cache, workload, &dataset, timing, &progress, "cached", None,
+                "uncached warm-up",
             )
             .await?;
-            Row::new(
-                workload.name(),
-                dataset.label(),
-                timing.clients,
-                &uncached,
-                &cached,
+            measure(
+                &cache,
+                workload,
+                &plans[1],
+                warmup,
+                &progress,
+                "cached warm-up",
             )
+            .await?;
+        }
+        let window = Timing {
+            warmup: Duration::ZERO,
+            measure: timing.measure / args.rounds,
+            ..timing
         };
-        rows.push(row);
+        let (mut uncached, mut cached) = (Measured::empty(), Measured::empty());
+        for round in 0..args.rounds {
+            let label = |mode: &str| format!("{mode} {}/{}", round + 1, args.rounds);
+            // ABBA order: a drift in machine load or table state hits both modes alike.
+            let plain_first = round % 2 == 0;
+            for second in [false, true] {
+                if plain_first != second {
+                    let label = label("uncached");
+                    let m = measure(&plain, workload, &plans[0], window, &progress, &label);
+                    uncached.absorb(m.await?)?;
+                } else {
+                    let label = label("cached");
+                    let m = measure(&cache, workload, &plans[1], window, &progress, &label);
+                    cached.absorb(m.await?)?;
+                }
+            }
+        }
+        rows.push(Row::new(
+            workload.name(),
+            dataset.label(),
+            timing.clients,
+            &uncached,
+            &cached,
+        ));
     }
     pool.close().await;
     print!("{}", report::table(&rows));
@@ -302,10 +325,48 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// `--processes`: the uncached side in this process, then the cached side here and in
+/// `args.processes − 1` children at once, over one floors file; one row.
+async fn across_processes(
+    args: &Args,
+    workload: Workload,
+    dataset: &Dataset,
+    plain: &Plain,
+    cache: &Cached,
+    timing: Timing,
+    progress: &Progress,
+) -> Result<Row> {
+    let plan = Arc::new(Plan::new(workload, dataset, None)?);
+    let uncached = measure(plain, workload, &plan, timing, progress, "uncached").await?;
+    let floors = processes::floors_path(workload.name());
+    let children = processes::spawn(args, workload, &floors)?;
+    let cached = match Plan::new(workload, dataset, Some(&floors)) {
+        Ok(plan) => measure(cache, workload, &Arc::new(plan), timing, progress, "cached").await,
+        Err(e) => Err(e),
+    };
+    let others = processes::collect(children).await;
+    let _ = std::fs::remove_file(&floors);
+    let mut cached = cached?;
+    for other in others? {
+        cached.add(&other);
+    }
+    let mut row = Row::new(
+        workload.name(),
+        dataset.label(),
+        timing.clients,
+        &uncached,
+        &cached,
+    );
+    row.processes = args.processes as usize;
+    Ok(row)
+}
+
 /// A cache over `pool` with the memory budget of `--cache-memory`, the Redis tier of
 /// `--redis` (and invalidation disabled under the hidden testing flag).
 async fn build_cache(pool: PgPool, args: &Args) -> Result<QueryCache<Postgres>> {
-    let mut builder = QueryCache::builder(pool).memory_capacity(args.cache_memory << 20);
+    let mut builder = QueryCache::builder(pool)
+        .memory_capacity(args.cache_memory << 20)
+        .adaptive_admission(!args.no_admission);
     if let Some(url) = &args.redis {
         let prefix = args
             .redis_prefix
@@ -322,17 +383,17 @@ async fn build_cache(pool: PgPool, args: &Args) -> Result<QueryCache<Postgres>> 
     Ok(builder.build().await?)
 }
 
-/// One run of `workload` against `target`, with fresh audit floors and a progress bar.
+/// One window of `workload` against `target` (audited against `plan`'s floors), with a
+/// progress bar.
 async fn measure<T: Target>(
     target: &T,
     workload: Workload,
-    dataset: &Dataset,
+    plan: &Arc<Plan>,
     timing: Timing,
     progress: &Progress,
     mode: &str,
-    shared_floors: Option<&std::path::Path>,
 ) -> Result<Measured> {
-    let plan = Arc::new(Plan::new(workload, dataset, shared_floors)?);
+    let plan = Arc::clone(plan);
     let seconds = (timing.warmup + timing.measure).as_secs();
     let stage = progress.stage(format!("{} {mode}", workload.name()), seconds, "s");
     let measured = runner::run(target, plan, timing, &stage).await?;

@@ -66,7 +66,38 @@ impl Measured {
 
     /// Throughput, operations per second.
     pub fn ops_per_s(&self) -> f64 {
-        self.ops as f64 / self.seconds
+        if self.seconds > 0.0 {
+            self.ops as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// Adds a later window of the same workload and mode (the bench interleaves modes
+    /// in several windows): operations, seconds, latencies, stale reads and counters
+    /// add up.
+    ///
+    /// # Errors
+    /// When the latency histograms cannot be merged.
+    pub fn absorb(&mut self, other: Measured) -> Result<()> {
+        self.ops += other.ops;
+        self.seconds += other.seconds;
+        self.stale_reads += other.stale_reads;
+        self.cache = self.cache.plus(other.cache);
+        self.latency_ns
+            .add(&other.latency_ns)
+            .map_err(|e| Error::Usage(format!("merging latency histograms: {e}")))
+    }
+
+    /// An empty window: nothing measured yet.
+    pub fn empty() -> Self {
+        Measured {
+            ops: 0,
+            seconds: 0.0,
+            latency_ns: histogram(),
+            stale_reads: 0,
+            cache: CacheCounters::default(),
+        }
     }
 
     /// Latency at `quantile` (0.5 = median), µs.

@@ -83,7 +83,8 @@ impl CacheCounters {
         }
     }
 
-    /// The sum of two runs' counters (processes of one `--processes` run).
+    /// The sum of two runs' counters (two windows of one run, or processes of one
+    /// `--processes` run).
     pub fn plus(self, other: Self) -> Self {
         Self {
             hits: self.hits + other.hits,
