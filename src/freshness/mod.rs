@@ -8,6 +8,8 @@
 //!   read set's counters (a [`Stamp`](generations::Stamp)) before it runs; a write
 //!   bumps its write set after it succeeds or at COMMIT; an entry is served only while
 //!   its stamp is current.
+//! - [`watch`]: writes made outside the cache, heard through triggers and
+//!   `LISTEN`/`NOTIFY`.
 
 mod catalog;
 mod closure;
@@ -15,6 +17,7 @@ mod function_body;
 pub mod generations;
 mod load;
 mod volatile_views;
+pub mod watch;
 
 pub use catalog::{Catalog, RelationKind, Volatility, WriteClosure, parse_search_path};
 pub use volatile_views::VolatileSource;
