@@ -1,0 +1,223 @@
+//! The watch triggers' install routine against a real Postgres: idempotent, versioned
+//! (an older format's functions and triggers are replaced), reported by `status`,
+//! removed by `uninstall`; a role that may not create triggers gets a clear error
+//! from `build()` and builds fine once an owner installed them; a transaction touching
+//! many tables invalidates all of them; tables left out of `Only` are counted as
+//! unwatched and served as without watching.
+
+mod common;
+
+use querycache::freshness::watch::{self, WatchTables};
+use querycache::{CachedQuery, Error, QueryCache};
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use std::time::Duration;
+
+async fn setup(name: &str) -> Option<PgPool> {
+    let pool = common::scratch_database(name).await?;
+    common::exec(
+        &pool,
+        "CREATE TABLE film (id int PRIMARY KEY, title text NOT NULL);
+         CREATE TABLE staff (id int PRIMARY KEY, name text NOT NULL);
+         INSERT INTO film VALUES (1, 'ACADEMY DINOSAUR');
+         INSERT INTO staff VALUES (1, 'Mike');",
+    )
+    .await;
+    Some(pool)
+}
+
+#[tokio::test]
+async fn install_is_idempotent_versioned_and_removable() {
+    let Some(pool) = setup("qc_watch_install").await else {
+        return;
+    };
+    let before = watch::status(&pool).await.expect("status");
+    assert_eq!(before.format, None);
+    assert_eq!(before.unwatched, ["public.film", "public.staff"]);
+
+    let only = WatchTables::only(["film"]);
+    let first = watch::install(&pool, &only).await.expect("install");
+    assert!(first.upgraded);
+    assert_eq!(first.triggers_created, ["public.film"]);
+    let again = watch::install(&pool, &only).await.expect("install again");
+    assert_eq!(again, Default::default(), "nothing missing, nothing done");
+    let now = watch::status(&pool).await.expect("status");
+    assert!(now.current());
+    assert_eq!(now.watched, ["public.film"]);
+    assert_eq!(now.unwatched, ["public.staff"]);
+
+    // An older format (the disk tier's first triggers did not notify): an install
+    // replaces the function, and notifications flow.
+    common::exec(
+        &pool,
+        "DELETE FROM querycache.table_version WHERE table_name = '*format';
+         CREATE OR REPLACE FUNCTION querycache.bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           UPDATE querycache.table_version SET version = version + 1
+            WHERE table_name = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+           RETURN NULL;
+         END $$;",
+    )
+    .await;
+    assert!(!watch::status(&pool).await.expect("status").current());
+    let cache = QueryCache::builder(pool.clone())
+        .watch_tables(only.clone())
+        .build()
+        .await
+        .expect("build upgrades");
+    assert!(watch::status(&pool).await.expect("status").current());
+    let title = || async {
+        sqlx::query_scalar::<_, String>("SELECT title FROM film WHERE id = 1")
+            .fetch_one_cached(&cache)
+            .await
+            .expect("read")
+    };
+    assert_eq!(title().await, "ACADEMY DINOSAUR");
+    common::exec(&pool, "UPDATE film SET title = 'ACE GOLDFINGER'").await;
+    cache
+        .sync_external_writes(Duration::from_secs(5))
+        .await
+        .expect("fence");
+    assert_eq!(
+        title().await,
+        "ACE GOLDFINGER",
+        "the upgraded trigger notifies"
+    );
+    drop(cache);
+
+    watch::uninstall(&pool).await.expect("uninstall");
+    watch::uninstall(&pool).await.expect("uninstall twice");
+    let gone = watch::status(&pool).await.expect("status");
+    assert_eq!(gone.format, None);
+    assert!(!gone.ddl_trigger);
+    assert!(gone.watched.is_empty());
+    common::exec(&pool, "UPDATE film SET title = 'X'").await;
+}
+
+#[tokio::test]
+async fn a_role_that_may_not_create_triggers_gets_a_clear_error() {
+    let Some(pool) = setup("qc_watch_roles").await else {
+        return;
+    };
+    common::exec(
+        &pool,
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qc_watch_app') THEN
+             CREATE ROLE qc_watch_app LOGIN;
+           END IF;
+         END $$;
+         GRANT SELECT, UPDATE ON film, staff TO qc_watch_app;",
+    )
+    .await;
+    let options: PgConnectOptions = (*pool.connect_options()).clone().username("qc_watch_app");
+    let app = PgPool::connect_with(options).await.expect("connect as app");
+    let err = QueryCache::builder(app.clone())
+        .watch_tables(WatchTables::All)
+        .build()
+        .await
+        .expect_err("the app role may not create triggers");
+    assert!(matches!(err, Error::Watch(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("querycache watch install"), "{message}");
+
+    // The owner installs (as `querycache watch install` does); the app role builds and
+    // its cache hears writes made by any role.
+    watch::install(&pool, &WatchTables::All)
+        .await
+        .expect("install as owner");
+    let cache = QueryCache::builder(app.clone())
+        .watch_tables(WatchTables::All)
+        .build()
+        .await
+        .expect("nothing to install");
+    let name = || async {
+        sqlx::query_scalar::<_, String>("SELECT name FROM staff WHERE id = 1")
+            .fetch_one_cached(&cache)
+            .await
+            .expect("read")
+    };
+    assert_eq!(name().await, "Mike");
+    sqlx::query("UPDATE staff SET name = 'Jon'")
+        .execute(&app)
+        .await
+        .expect("the app role's write fires the SECURITY DEFINER trigger");
+    cache
+        .sync_external_writes(Duration::from_secs(5))
+        .await
+        .expect("fence");
+    assert_eq!(name().await, "Jon");
+}
+
+#[tokio::test]
+async fn one_transaction_touching_many_tables_invalidates_all_of_them() {
+    let Some(pool) = setup("qc_watch_many").await else {
+        return;
+    };
+    const N: usize = 300;
+    let ddl: String = (0..N)
+        .map(|i| format!("CREATE TABLE t{i} (n int NOT NULL); INSERT INTO t{i} VALUES (0);"))
+        .collect();
+    common::exec(&pool, &ddl).await;
+    let cache = QueryCache::builder(pool.clone())
+        .watch_tables(WatchTables::All)
+        .build()
+        .await
+        .expect("build");
+    let read = |i: usize| {
+        let cache = cache.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>(sqlx::AssertSqlSafe(format!("SELECT n FROM t{i}")))
+                .fetch_one_cached(&cache)
+                .await
+                .expect("read")
+        }
+    };
+    for i in 0..N {
+        assert_eq!(read(i).await, 0);
+        assert_eq!(read(i).await, 0);
+    }
+    let hits = cache.stats().hits;
+    assert!(hits >= N as u64);
+    let updates: String = (0..N)
+        .map(|i| format!("UPDATE t{i} SET n = 1; UPDATE t{i} SET n = n + 1;"))
+        .collect();
+    common::exec(&pool, &format!("BEGIN; {updates} COMMIT;")).await;
+    cache
+        .sync_external_writes(Duration::from_secs(10))
+        .await
+        .expect("fence");
+    for i in 0..N {
+        assert_eq!(read(i).await, 2, "t{i}");
+    }
+}
+
+#[tokio::test]
+async fn tables_left_out_of_only_are_counted_and_served_as_without_watching() {
+    let Some(pool) = setup("qc_watch_only").await else {
+        return;
+    };
+    let cache = QueryCache::builder(pool.clone())
+        .watch_tables(WatchTables::only(["film"]))
+        .build()
+        .await
+        .expect("build");
+    for _ in 0..2 {
+        let _: String = sqlx::query_scalar("SELECT name FROM staff WHERE id = 1")
+            .fetch_one_cached(&cache)
+            .await
+            .expect("read");
+        let _: String = sqlx::query_scalar("SELECT title FROM film WHERE id = 1")
+            .fetch_one_cached(&cache)
+            .await
+            .expect("read");
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.unwatched_reads, 2, "the staff reads: {stats:?}");
+    assert_eq!(stats.hits, 2);
+    let missing = QueryCache::builder(pool.clone())
+        .watch_tables(WatchTables::only(["no_such_table"]))
+        .build()
+        .await
+        .expect_err("unknown table");
+    assert!(matches!(missing, Error::Watch(_)), "{missing:?}");
+}
