@@ -85,10 +85,13 @@ fn id_range(family: usize) -> std::ops::RangeInclusive<i32> {
     if family == 2 { 1..=4 } else { 1..=IDS }
 }
 
-/// Committed values per (counter, id): `(commit returned, value)`, values increasing.
+/// `(commit returned, value)` pairs of one counter row, values increasing.
+type Commits = Vec<(Instant, i64)>;
+
+/// Committed values per (counter, id).
 #[derive(Default)]
 pub struct Log {
-    commits: parking_lot::Mutex<HashMap<(usize, i32), Vec<(Instant, i64)>>>,
+    commits: parking_lot::Mutex<HashMap<(usize, i32), Commits>>,
 }
 
 impl Log {

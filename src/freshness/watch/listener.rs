@@ -194,10 +194,10 @@ async fn coverage(pool: &PgPool) -> crate::Result<Coverage> {
 async fn everything(cache: &QueryCache<Postgres>, state: &WatchState, tables: &WatchTables) {
     cache.invalidate_all();
     cache.reload_catalog();
-    if *tables == WatchTables::All {
-        if let Err(e) = sql::install(cache.pool(), tables).await {
-            tracing::warn!("querycache: cannot watch tables created since: {e}");
-        }
+    if *tables == WatchTables::All
+        && let Err(e) = sql::install(cache.pool(), tables).await
+    {
+        tracing::warn!("querycache: cannot watch tables created since: {e}");
     }
     match coverage(cache.pool()).await {
         Ok(c) => state.set_coverage(c),
