@@ -221,3 +221,87 @@ async fn tables_left_out_of_only_are_counted_and_served_as_without_watching() {
         .expect_err("unknown table");
     assert!(matches!(missing, Error::Watch(_)), "{missing:?}");
 }
+
+/// DDL made around the cache: a view redefined elsewhere is re-read, and a table
+/// created later gets its trigger (under `All`), so its writes are seen too.
+#[tokio::test]
+async fn ddl_made_elsewhere_invalidates_and_new_tables_are_watched() {
+    let Some(pool) = setup("qc_watch_ddl").await else {
+        return;
+    };
+    common::exec(&pool, "CREATE VIEW titles AS SELECT title FROM film").await;
+    let cache = QueryCache::builder(pool.clone())
+        .watch_tables(WatchTables::All)
+        .build()
+        .await
+        .expect("build");
+    let view = || async {
+        sqlx::query_scalar::<_, String>("SELECT title FROM titles")
+            .fetch_one_cached(&cache)
+            .await
+            .expect("read view")
+    };
+    assert_eq!(view().await, "ACADEMY DINOSAUR");
+    assert_eq!(view().await, "ACADEMY DINOSAUR");
+    common::exec(
+        &pool,
+        "CREATE OR REPLACE VIEW titles AS SELECT lower(title) AS title FROM film",
+    )
+    .await;
+    cache
+        .sync_external_writes(Duration::from_secs(5))
+        .await
+        .expect("fence");
+    assert_eq!(view().await, "academy dinosaur", "the redefined view");
+
+    common::exec(
+        &pool,
+        "CREATE TABLE later (id int PRIMARY KEY, n int NOT NULL); INSERT INTO later VALUES (1, 0);",
+    )
+    .await;
+    cache
+        .sync_external_writes(Duration::from_secs(5))
+        .await
+        .expect("fence");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !watch::status(&pool)
+        .await
+        .expect("status")
+        .watched
+        .contains(&"public.later".to_owned())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener watched the new table"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let later = || async {
+        sqlx::query_scalar::<_, i32>("SELECT n FROM later WHERE id = 1")
+            .fetch_one_cached(&cache)
+            .await
+            .expect("read later")
+    };
+    // Wait until the coverage knows the table as watched and the read is cached.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = cache.stats();
+        assert_eq!(later().await, 0);
+        assert_eq!(later().await, 0);
+        let after = cache.stats();
+        if after.hits > before.hits && after.unwatched_reads == before.unwatched_reads {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "later is cached and watched"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    common::exec(&pool, "UPDATE later SET n = 5").await;
+    cache
+        .sync_external_writes(Duration::from_secs(5))
+        .await
+        .expect("fence");
+    assert_eq!(later().await, 5);
+}

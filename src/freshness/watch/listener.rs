@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Each notification `'<version> <relation>'` newer than the last version seen for the
-//! relation is passed to [`QueryCache::apply_external_writes`]; `'<version> *ddl'`
+//! relation is passed to `QueryCache::apply_external_writes`; `'<version> *ddl'`
 //! invalidates everything and reloads the catalog and the coverage; `'<n> *fence
 //! <token>'` marks fence `n` of this cache as passed.
 
@@ -209,7 +209,9 @@ async fn everything(cache: &QueryCache<Postgres>, state: &WatchState, tables: &W
     }
 }
 
-/// Apply one batch of notifications, in order.
+/// Apply one batch of notifications, in order. DDL in the batch is handled once
+/// (everything is invalidated anyway), before any later fence is reported and at the
+/// end, so a migration of many statements reloads the catalog once per batch.
 async fn handle(
     cache: &QueryCache<Postgres>,
     state: &WatchState,
@@ -217,7 +219,7 @@ async fn handle(
     seen: &mut Seen,
     payloads: &[&str],
 ) {
-    let mut changes: Vec<(&str, i64)> = Vec::with_capacity(payloads.len());
+    let mut pending = Pending::default();
     for payload in payloads {
         state.notifications.fetch_add(1, Ordering::Relaxed);
         let Some((version, rest)) = payload.split_once(' ') else {
@@ -229,32 +231,46 @@ async fn handle(
         if let Some(token) = rest.strip_prefix("*fence ") {
             if token.parse::<u64>() == Ok(state.token) {
                 // Everything before the fence is applied first.
-                flush(cache, &mut changes).await;
-                let Ok(n) = u64::try_from(version) else {
-                    continue;
-                };
-                state.fence_seen(n);
+                pending.apply(cache, state, tables).await;
+                if let Ok(n) = u64::try_from(version) {
+                    state.fence_seen(n);
+                }
             }
             continue;
         }
-        let last = seen.versions.get(rest).copied();
-        if last.is_some_and(|last| last >= version) {
+        if seen.versions.get(rest).is_some_and(|last| *last >= version) {
             continue;
         }
         seen.versions.insert(rest.to_owned(), version);
         if rest == DDL_VERSION {
-            flush(cache, &mut changes).await;
-            everything(cache, state, tables).await;
+            pending.ddl = true;
         } else if !rest.starts_with('*') {
-            changes.push((rest, version));
+            pending.changes.push((rest, version));
         }
     }
-    flush(cache, &mut changes).await;
+    pending.apply(cache, state, tables).await;
 }
 
-async fn flush(cache: &QueryCache<Postgres>, changes: &mut Vec<(&str, i64)>) {
-    if !changes.is_empty() {
-        cache.apply_external_writes(changes).await;
-        changes.clear();
+/// Notifications of a batch not yet applied.
+#[derive(Default)]
+struct Pending<'a> {
+    changes: Vec<(&'a str, i64)>,
+    ddl: bool,
+}
+
+impl Pending<'_> {
+    async fn apply(
+        &mut self,
+        cache: &QueryCache<Postgres>,
+        state: &WatchState,
+        tables: &WatchTables,
+    ) {
+        if !self.changes.is_empty() {
+            cache.apply_external_writes(&self.changes).await;
+            self.changes.clear();
+        }
+        if std::mem::take(&mut self.ddl) {
+            everything(cache, state, tables).await;
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Writes made outside the cache (another service, psql, cron jobs, migrations), seen
 //! through Postgres itself: statement-level triggers bump a per-table version row and
-//! `pg_notify` it at commit ([`sql`]), and a listener task per cache ([`listener`])
+//! `pg_notify` it at commit ([`sql`]), and a listener task per cache (`listener.rs`)
 //! passes each notification to the cache's generations.
 //!
 //! Turn it on with
@@ -47,7 +47,7 @@
 //! again from the listener about a millisecond later: the second bump makes entries
 //! filled in between miss once more. `querycache bench` reports what that costs.
 
-pub mod listener;
+pub(crate) mod listener;
 pub mod sql;
 mod state;
 

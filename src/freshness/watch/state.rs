@@ -1,6 +1,6 @@
 //! What the read path knows about the listener: whether it is live, which relations
 //! depend on watched and on unwatched tables, and the fences it has passed. Shared
-//! between the listener task (the only writer) and every read ([`read_bypass`]).
+//! between the listener task (the only writer) and every read (`read_bypass`).
 
 use crate::freshness::Catalog;
 use crate::freshness::generations::RelationSet;
