@@ -26,6 +26,14 @@ async fn setup(name: &str) -> Option<PgPool> {
     Some(pool)
 }
 
+/// Wait until every write committed so far is applied to `cache`.
+async fn fence(cache: &QueryCache<sqlx::Postgres>) {
+    cache
+        .sync_external_writes(Duration::from_secs(5))
+        .await
+        .expect("fence");
+}
+
 #[tokio::test]
 async fn install_is_idempotent_versioned_and_removable() {
     let Some(pool) = setup("qc_watch_install").await else {
@@ -74,10 +82,7 @@ async fn install_is_idempotent_versioned_and_removable() {
     };
     assert_eq!(title().await, "ACADEMY DINOSAUR");
     common::exec(&pool, "UPDATE film SET title = 'ACE GOLDFINGER'").await;
-    cache
-        .sync_external_writes(Duration::from_secs(5))
-        .await
-        .expect("fence");
+    fence(&cache).await;
     assert_eq!(
         title().await,
         "ACE GOLDFINGER",
@@ -141,10 +146,7 @@ async fn a_role_that_may_not_create_triggers_gets_a_clear_error() {
         .execute(&app)
         .await
         .expect("the app role's write fires the SECURITY DEFINER trigger");
-    cache
-        .sync_external_writes(Duration::from_secs(5))
-        .await
-        .expect("fence");
+    fence(&cache).await;
     assert_eq!(name().await, "Jon");
 }
 
@@ -248,10 +250,7 @@ async fn ddl_made_elsewhere_invalidates_and_new_tables_are_watched() {
         "CREATE OR REPLACE VIEW titles AS SELECT lower(title) AS title FROM film",
     )
     .await;
-    cache
-        .sync_external_writes(Duration::from_secs(5))
-        .await
-        .expect("fence");
+    fence(&cache).await;
     assert_eq!(view().await, "academy dinosaur", "the redefined view");
 
     common::exec(
@@ -259,10 +258,7 @@ async fn ddl_made_elsewhere_invalidates_and_new_tables_are_watched() {
         "CREATE TABLE later (id int PRIMARY KEY, n int NOT NULL); INSERT INTO later VALUES (1, 0);",
     )
     .await;
-    cache
-        .sync_external_writes(Duration::from_secs(5))
-        .await
-        .expect("fence");
+    fence(&cache).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !watch::status(&pool)
         .await
@@ -299,9 +295,6 @@ async fn ddl_made_elsewhere_invalidates_and_new_tables_are_watched() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     common::exec(&pool, "UPDATE later SET n = 5").await;
-    cache
-        .sync_external_writes(Duration::from_secs(5))
-        .await
-        .expect("fence");
+    fence(&cache).await;
     assert_eq!(later().await, 5);
 }
