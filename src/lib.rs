@@ -49,4 +49,5 @@ pub use cache::{
     TransactionReads,
 };
 pub use error::{Error, Result};
+pub use freshness::watch::WatchTables;
 pub use metrics::{BypassReason, Stats};

@@ -298,3 +298,85 @@ async fn ddl_made_elsewhere_invalidates_and_new_tables_are_watched() {
     fence(&cache).await;
     assert_eq!(later().await, 5);
 }
+
+/// The listener holds the cache weakly: dropping the last handle ends it and closes
+/// its connection (within about a second, its idle ping interval).
+#[tokio::test]
+async fn dropping_the_cache_ends_the_listener() {
+    let Some(pool) = setup("qc_watch_drop").await else {
+        return;
+    };
+    let cache = QueryCache::builder(pool.clone())
+        .watch_tables(WatchTables::All)
+        .build()
+        .await
+        .expect("build");
+    let pid = i32::try_from(cache.watch_listener_pid().expect("live")).expect("pid");
+    let name: String =
+        sqlx::query_scalar("SELECT application_name FROM pg_stat_activity WHERE pid = $1")
+            .bind(pid)
+            .fetch_one(&pool)
+            .await
+            .expect("the listener's session");
+    assert_eq!(name, "querycache watch listener");
+    drop(cache);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                .bind(pid)
+                .fetch_one(&pool)
+                .await
+                .expect("activity");
+        if !alive {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener's connection closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two writers of one watched table wait on its version row instead of deadlocking: a
+/// transaction that wrote the table updates a row a concurrent single-statement writer
+/// is about to update. With the trigger `AFTER` each statement the single statement
+/// would hold its row and wait for the version row while the transaction waits for the
+/// row: Postgres would abort one with 40P01.
+#[tokio::test]
+async fn writers_of_one_table_wait_instead_of_deadlocking() {
+    let Some(pool) = setup("qc_watch_deadlock").await else {
+        return;
+    };
+    common::exec(&pool, "INSERT INTO film VALUES (2, 'ACE GOLDFINGER')").await;
+    watch::install(&pool, &WatchTables::All)
+        .await
+        .expect("install");
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query("UPDATE film SET title = title || '!' WHERE id = 2")
+        .execute(&mut *tx)
+        .await
+        .expect("first write");
+    let other = pool.clone();
+    let single = tokio::spawn(async move {
+        sqlx::query("UPDATE film SET title = title || '?' WHERE id = 1")
+            .execute(&other)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("UPDATE film SET title = title || '!' WHERE id = 1")
+        .execute(&mut *tx)
+        .await
+        .expect("no deadlock: the single statement waits before locking its row");
+    tx.commit().await.expect("commit");
+    single
+        .await
+        .expect("task")
+        .expect("the single statement completes after the commit");
+    let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM film ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("titles");
+    assert_eq!(titles, ["ACADEMY DINOSAUR!?", "ACE GOLDFINGER!"]);
+}

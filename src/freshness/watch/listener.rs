@@ -51,7 +51,9 @@ pub(crate) async fn start(cache: QueryCache<Postgres>, tables: WatchTables) -> c
         ));
     };
     sql::install(cache.pool(), &tables).await?;
-    let options = (*cache.pool().connect_options()).clone();
+    let options = (*cache.pool().connect_options())
+        .clone()
+        .application_name("querycache watch listener");
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)

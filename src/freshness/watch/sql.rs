@@ -14,8 +14,16 @@
 //!   transaction it adds 1 to the table's row and queues `pg_notify('querycache',
 //!   '<version> <schema>.<table>')`, which Postgres delivers at commit and drops on
 //!   rollback.
-//! - Per watched table, trigger `querycache_version` `AFTER INSERT OR UPDATE OR DELETE
-//!   OR TRUNCATE … FOR EACH STATEMENT`.
+//! - Per watched table, trigger `querycache_version` `BEFORE INSERT OR UPDATE OR DELETE
+//!   OR TRUNCATE … FOR EACH STATEMENT`. *Before*, not after: the version-row update
+//!   locks that row until commit, and taking it before the statement locks any table
+//!   row means two transactions writing the same table wait on the version row instead
+//!   of deadlocking (with an `AFTER` trigger, a transaction that wrote `t` and then
+//!   updates a row another single-statement writer of `t` holds, while that writer
+//!   waits for the version row, is a deadlock; `tests/watch_freshness.rs` hit it). The
+//!   lock also orders the versions of one table by commit, which the listener relies
+//!   on. Transactions that write two watched tables in opposite orders still can
+//!   deadlock on the two version rows (see the README's known limits).
 //! - Event trigger `querycache_ddl` on `ddl_command_end` (function
 //!   `querycache.bump_ddl()`): bumps `*ddl` and notifies `'<version> *ddl'`.
 //!
@@ -41,8 +49,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 /// Version of the definitions below, stored in the `*format` row. An install whose
 /// stored format differs replaces every trigger and function. Format 1 was the disk
-/// tier's hand-installed triggers (no `*format` row, no notification).
-pub const FORMAT: i64 = 2;
+/// tier's hand-installed triggers (no `*format` row, no notification); format 2 fired
+/// `AFTER` each statement (deadlock-prone, see the module docs).
+pub const FORMAT: i64 = 3;
 
 /// The `LISTEN` channel.
 pub const CHANNEL: &str = "querycache";
@@ -104,13 +113,13 @@ CREATE EVENT TRIGGER querycache_ddl ON ddl_command_end EXECUTE FUNCTION querycac
 "#;
 
 /// SQL that watches `schema.table`: its version row (starting at 0) and the
-/// statement-level trigger on INSERT, UPDATE, DELETE and TRUNCATE that bumps it in the
-/// writing transaction and notifies at commit. Run it after [`INSTALL_SQL`]. `schema`
+/// statement-level `BEFORE` trigger on INSERT, UPDATE, DELETE and TRUNCATE that bumps
+/// it in the writing transaction and notifies at commit. Run it after [`INSTALL_SQL`]. `schema`
 /// and `table` are the names as stored in the catalog; they are quoted here.
 pub fn watch_table_sql(schema: &str, table: &str) -> String {
     format!(
         "INSERT INTO querycache.table_version VALUES ({name}, 0) ON CONFLICT (table_name) DO NOTHING;\n\
-         CREATE OR REPLACE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE \
+         CREATE OR REPLACE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE \
          ON {schema}.{table} FOR EACH STATEMENT EXECUTE FUNCTION querycache.bump_version();",
         name = literal(&format!("{schema}.{table}")),
         schema = ident(schema),
