@@ -25,6 +25,12 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The external-write watch could not be set up: the role may not create the
+    /// triggers (the message says what to run instead), a table to watch does not
+    /// exist, or the listener could not start.
+    #[error("watch: {0}")]
+    Watch(String),
+
     /// Loading a sample dataset (`datasets`) failed; `context` names the file and the
     /// dump entry (or the check) that failed.
     #[error("dataset {context}: {source}")]

@@ -52,5 +52,6 @@ pub use cache::{
     TransactionReads,
 };
 pub use error::{Error, Result};
+pub use freshness::watch::WatchTables;
 pub use metrics::{BypassReason, Stats};
 pub use tier::redis::{Consistency, RedisOptions};

@@ -99,11 +99,15 @@ pub enum BypassReason {
     /// The relation catalog is being reloaded after DDL (or could not be loaded), so
     /// read sets may resolve to the wrong relations.
     CatalogUnavailable,
+    /// The read depends on a watched table and the external-write listener is down or
+    /// has not yet re-read the version rows since it reconnected
+    /// ([`crate::freshness::watch`]): a write made outside the cache could be unseen.
+    WatchUnavailable,
 }
 
 impl BypassReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [BypassReason; 21] = [
+    pub const ALL: [BypassReason; 22] = [
         BypassReason::NotARead,
         BypassReason::VolatileFunction,
         BypassReason::TimeLiteral,
@@ -125,6 +129,7 @@ impl BypassReason {
         BypassReason::PerQuery,
         BypassReason::Transaction,
         BypassReason::CatalogUnavailable,
+        BypassReason::WatchUnavailable,
     ];
 
     /// A short snake_case label: the key in [`Stats::bypasses_by_reason`].
@@ -151,6 +156,7 @@ impl BypassReason {
             BypassReason::PerQuery => "per_query",
             BypassReason::Transaction => "transaction",
             BypassReason::CatalogUnavailable => "catalog_unavailable",
+            BypassReason::WatchUnavailable => "watch_unavailable",
         }
     }
 
@@ -192,6 +198,8 @@ pub struct Metrics {
     pub shapes_rejected: AtomicU64,
     /// Times a rejected shape was admitted again.
     pub shapes_readmitted: AtomicU64,
+    /// Cached reads whose read set depends on a table without watch triggers.
+    pub unwatched_reads: StripedCounter,
     bypasses: [AtomicU64; BypassReason::ALL.len()],
     invalidations_global: AtomicU64,
     invalidations_by_table: Mutex<BTreeMap<String, u64>>,
@@ -263,6 +271,7 @@ impl Metrics {
             fills_not_admitted: self.fills_not_admitted.load(Ordering::Relaxed),
             shapes_rejected: self.shapes_rejected.load(Ordering::Relaxed),
             shapes_readmitted: self.shapes_readmitted.load(Ordering::Relaxed),
+            unwatched_reads: self.unwatched_reads.get(),
             entries,
             bytes,
         }
@@ -324,6 +333,12 @@ pub struct Stats {
     pub shapes_rejected: u64,
     /// Times a rejected shape was admitted again (its probe fills were hit).
     pub shapes_readmitted: u64,
+    /// Cached reads (not otherwise bypassed) whose read set depends on a table without
+    /// watch triggers ([`crate::freshness::watch`]): a write to it made outside the
+    /// cache is not seen until the entry's TTL. Without
+    /// [`watch_tables`](crate::QueryCacheBuilder::watch_tables), every cached read of a
+    /// table counts.
+    pub unwatched_reads: u64,
     /// Entries held in the memory tier now.
     pub entries: u64,
     /// Estimated bytes held by the memory tier now (its weigher's sum).

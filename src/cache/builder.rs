@@ -44,6 +44,11 @@ pub enum TransactionReads {
 /// A hook run by a miss between its query and its fill (tests only).
 pub(crate) type FillHook = Arc<dyn Fn(CacheKey) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// Starts the external-write listener of a built cache (set by
+/// [`QueryCacheBuilder::watch_tables`], which exists for Postgres only).
+type WatchStart<DB> =
+    Box<dyn FnOnce(QueryCache<DB>) -> BoxFuture<'static, crate::Result<()>> + Send>;
+
 /// Everything the builder sets.
 pub(crate) struct Config {
     pub default_ttl: Duration,
@@ -65,6 +70,7 @@ pub struct QueryCacheBuilder<DB: Driver> {
     memory_capacity: u64,
     statement_memo_capacity: usize,
     config: Config,
+    watch: Option<WatchStart<DB>>,
 }
 
 impl<DB: Driver> std::fmt::Debug for QueryCacheBuilder<DB> {
@@ -75,6 +81,7 @@ impl<DB: Driver> std::fmt::Debug for QueryCacheBuilder<DB> {
             .field("default_ttl", &self.config.default_ttl)
             .field("ttl_jitter", &self.config.ttl_jitter)
             .field("transaction_reads", &self.config.transaction_reads)
+            .field("watch", &self.watch.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +103,7 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
                 redis: None,
                 cross_process_check_disabled: false,
             },
+            watch: None,
         }
     }
 
@@ -208,7 +216,8 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) when `ttl_jitter` is outside `[0, 1)` or
-    /// the memory capacity is zero or the Redis URL is invalid; [`Error::Database`](crate::Error::Database) when the
+    /// the memory capacity is zero or the Redis URL is invalid; [`Error::Watch`](crate::Error::Watch) when
+    /// [`watch_tables`](Self::watch_tables) cannot install or listen; [`Error::Database`](crate::Error::Database) when the
     /// session context or the catalog cannot be read.
     pub async fn build(self) -> crate::Result<QueryCache<DB>> {
         if !(0.0..1.0).contains(&self.config.ttl_jitter) {
@@ -236,7 +245,11 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
         if let Some(shared) = &shared {
             shared.spawn_bounded_tasks(&generations);
         }
-        Ok(QueryCache(Arc::new(Inner {
+        let watch = self
+            .watch
+            .is_some()
+            .then(|| Arc::new(crate::freshness::watch::WatchState::default()));
+        let cache = QueryCache(Arc::new(Inner {
             pool: self.pool,
             context,
             memory: MemoryTier::new(self.memory_capacity, estimated_entries),
@@ -247,6 +260,35 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
             metrics: Metrics::default(),
             config: self.config,
             catalog: Default::default(),
-        })))
+            watch,
+        }));
+        if let Some(start) = self.watch {
+            start(cache.clone()).await?;
+        }
+        Ok(cache)
+    }
+}
+
+impl QueryCacheBuilder<sqlx::Postgres> {
+    /// See writes made outside the cache (other services, psql, cron jobs): at
+    /// [`build`](Self::build), install the watch triggers `tables` lack
+    /// ([`freshness::watch::install`](crate::freshness::watch::install): statement-level
+    /// triggers that bump a version row and `NOTIFY` at commit, and a DDL event
+    /// trigger), then start one listener task on its own connection (not from the
+    /// pool) and wait until it is live. A watched table's write made anywhere
+    /// invalidates within the measured window (README); while the listener is down,
+    /// reads of watched tables bypass the cache. The guarantees are in
+    /// [`freshness::watch`](crate::freshness::watch). Default: off.
+    ///
+    /// Installing needs the tables' ownership and a superuser for the event trigger;
+    /// when everything is already installed (`querycache watch install`), nothing is
+    /// created and no privilege beyond reading `querycache.table_version` is needed.
+    /// `build` then fails with [`Error::Watch`](crate::Error::Watch) if the role may
+    /// not create what is missing.
+    pub fn watch_tables(mut self, tables: crate::freshness::watch::WatchTables) -> Self {
+        self.watch = Some(Box::new(move |cache| {
+            Box::pin(crate::freshness::watch::listener::start(cache, tables))
+        }));
+        self
     }
 }

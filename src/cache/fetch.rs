@@ -287,6 +287,12 @@ async fn read<DB: Driver, T: CacheValue>(
         Some(BypassReason::PerQuery)
     } else if let Some(reason) = plan.bypass {
         Some(reason)
+    } else if let Some(reason) = crate::freshness::watch::read_bypass(
+        cache.0.watch.as_deref(),
+        &cache.0.metrics,
+        &plan.reads,
+    ) {
+        Some(reason)
     } else {
         tx.as_deref().and_then(|tx| tx.bypass_reason(&plan))
     };

@@ -99,6 +99,19 @@ pub(crate) struct Inner<DB: Database> {
     metrics: Metrics,
     config: Config,
     catalog: parking_lot::Mutex<CatalogState>,
+    /// The external-write listener's state, with
+    /// [`QueryCacheBuilder::watch_tables`](builder::QueryCacheBuilder::watch_tables).
+    watch: Option<Arc<crate::freshness::watch::WatchState>>,
+}
+
+/// A handle that does not keep the cache alive (the watch listener holds one).
+pub(crate) struct WeakQueryCache<DB: Database>(std::sync::Weak<Inner<DB>>);
+
+impl<DB: Database> WeakQueryCache<DB> {
+    /// The cache, unless every strong handle was dropped.
+    pub(crate) fn upgrade(&self) -> Option<QueryCache<DB>> {
+        self.0.upgrade().map(QueryCache)
+    }
 }
 
 /// Catalog reloads after DDL. Guarded by one mutex that is also held while the
@@ -134,6 +147,16 @@ impl<DB: Driver> QueryCache<DB> {
         &self.0.pool
     }
 
+    /// A handle that does not keep the cache alive.
+    pub(crate) fn downgrade(&self) -> WeakQueryCache<DB> {
+        WeakQueryCache(Arc::downgrade(&self.0))
+    }
+
+    /// The watch listener's state, if the cache watches external writes.
+    pub(crate) fn watch_state(&self) -> Option<&Arc<crate::freshness::watch::WatchState>> {
+        self.0.watch.as_ref()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.0.metrics.snapshot(
@@ -164,7 +187,6 @@ impl<DB: Driver> QueryCache<DB> {
     /// each relation's generations (closed over the catalog, like a write through the
     /// cache) before returning. With a shared generation store the bump is made once
     /// across processes for one version, not once per listening process.
-    #[allow(dead_code)] // the NOTIFY listener (issue 9) calls it
     pub(crate) async fn apply_external_writes(&self, changes: &[(&str, i64)]) {
         for (relation, _version) in changes {
             self.invalidate_table(relation).await;
@@ -203,7 +225,7 @@ impl<DB: Driver> QueryCache<DB> {
     /// After DDL: until a fresh catalog is installed, plans resolve through
     /// [`Resolver::Reloading`] (reads bypass, writes bump the epoch); a background task
     /// loads the catalog, retrying every second while loading fails.
-    fn reload_catalog(&self) {
+    pub(crate) fn reload_catalog(&self) {
         let spawn = {
             let mut state = self.0.catalog.lock();
             state.requests += 1;

@@ -10,6 +10,8 @@
 //!   its stamp is current.
 //! - [`shared`]: the same counters shared by several processes through Redis, with the
 //!   protocol that keeps [`Consistency::Strict`](shared::Consistency) hits never stale.
+//! - [`watch`]: writes made outside the cache, heard through triggers and
+//!   `LISTEN`/`NOTIFY`.
 
 mod catalog;
 mod closure;
@@ -19,6 +21,7 @@ mod load;
 pub mod shared;
 mod unique_keys;
 mod volatile_views;
+pub mod watch;
 
 pub use catalog::{Catalog, RelationKind, Volatility, WriteClosure, parse_search_path};
 pub use unique_keys::{KeyColumn, UniqueKey};

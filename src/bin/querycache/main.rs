@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod normalize;
+mod watch;
 
 /// querycache: a query-result cache for sqlx and Postgres.
 #[derive(Debug, Parser)]
@@ -20,6 +21,9 @@ enum Command {
     /// Analyze SQL statements: kind, read and write sets, cacheability, canonical text
     /// and fingerprints.
     Normalize(normalize::NormalizeArgs),
+    /// Install, inspect or remove the triggers through which the cache sees writes made
+    /// outside it (for roles that may create triggers, when the application's may not).
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,5 +31,6 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Normalize(args) => normalize::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }

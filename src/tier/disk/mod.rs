@@ -67,7 +67,7 @@
 //! ```sql
 //! CREATE TABLE querycache.table_version (table_name text PRIMARY KEY, version bigint NOT NULL);
 //! -- per watched table: a row at 0, and
-//! CREATE TRIGGER querycache_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON <table>
+//! CREATE TRIGGER querycache_version BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON <table>
 //!   FOR EACH STATEMENT EXECUTE FUNCTION querycache.bump_version();  -- version + 1
 //! ```
 //!

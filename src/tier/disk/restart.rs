@@ -2,67 +2,19 @@
 //! by Postgres, the stamps an entry records for the next process, and the check that
 //! process runs at open (the rule is stated in the [module docs](super)).
 //!
-//! A table is *watched* once [`watch_table_sql`] has installed its trigger, which also
-//! creates its version row. A table without a row is not watched: a write to it would
+//! The triggers and version rows are those of [`crate::freshness::watch`] (one set for
+//! both uses), re-exported here. A table is *watched* once [`watch_table_sql`] (or
+//! [`crate::freshness::watch::install`]) has installed its trigger, which also creates
+//! its version row. A table without a row is not watched: a write to it would
 //! change nothing here, so entries that read it are never kept across a restart.
 
 use sqlx::PgPool;
 use std::collections::HashMap;
 
-/// Creates the version table and the trigger function (idempotent); records a random
-/// installation id under [`INSTALL_ID`], so that stamps taken before the table was
-/// dropped and re-created (versions restarting at 0) cannot match; and installs an
-/// event trigger that bumps [`DDL_VERSION`] at the end of every DDL command, because a
-/// schema change (a redefined view, a dropped column) changes results without writing
-/// a row. Event triggers need a superuser.
-pub const INSTALL_SQL: &str = r#"
-CREATE SCHEMA IF NOT EXISTS querycache;
-CREATE TABLE IF NOT EXISTS querycache.table_version (
-    table_name text PRIMARY KEY,
-    version    bigint NOT NULL
-);
-INSERT INTO querycache.table_version
-    VALUES ('*install', (random() * 9e18)::bigint), ('*ddl', 0)
-    ON CONFLICT (table_name) DO NOTHING;
-CREATE OR REPLACE FUNCTION querycache.bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  UPDATE querycache.table_version SET version = version + 1
-   WHERE table_name = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
-  RETURN NULL;
-END $$;
-CREATE OR REPLACE FUNCTION querycache.bump_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
-BEGIN
-  UPDATE querycache.table_version SET version = version + 1 WHERE table_name = '*ddl';
-END $$;
-DROP EVENT TRIGGER IF EXISTS querycache_ddl;
-CREATE EVENT TRIGGER querycache_ddl ON ddl_command_end EXECUTE FUNCTION querycache.bump_ddl();
-"#;
-
-/// Name of the installation-id row in `querycache.table_version`.
-pub const INSTALL_ID: &str = "*install";
-
-/// Name of the row the DDL event trigger bumps.
-pub const DDL_VERSION: &str = "*ddl";
+pub use crate::freshness::watch::sql::{DDL_VERSION, INSTALL_ID, INSTALL_SQL, watch_table_sql};
 
 /// Rows every entry is stamped with, whatever it read.
 const GLOBAL: [&str; 2] = [INSTALL_ID, DDL_VERSION];
-
-/// SQL that watches `schema.table`: its version row (starting at 0) and a
-/// statement-level trigger on INSERT, UPDATE, DELETE and TRUNCATE that bumps it in the
-/// writing transaction. Run it after [`INSTALL_SQL`]. `schema` and `table` must be
-/// plain identifiers as stored in the catalog; they are quoted here.
-pub fn watch_table_sql(schema: &str, table: &str) -> String {
-    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    format!(
-        "INSERT INTO querycache.table_version VALUES ({name}, 0) ON CONFLICT (table_name) DO NOTHING;\n\
-         CREATE OR REPLACE TRIGGER querycache_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE \
-         ON {schema}.{table} FOR EACH STATEMENT EXECUTE FUNCTION querycache.bump_version();",
-        name = literal(&format!("{schema}.{table}")),
-        schema = ident(schema),
-        table = ident(table),
-    )
-}
 
 /// The persistent versions of every watched table, as read at one moment (at startup,
 /// with the invalidation listener already connected so that no write slips between).
@@ -200,12 +152,5 @@ mod tests {
         );
         let without_globals = [("public.film".to_owned(), Some(5))];
         assert!(!versions().still_fresh(&without_globals));
-    }
-
-    #[test]
-    fn watch_sql_quotes_names() {
-        let sql = watch_table_sql("public", "we\"ird");
-        assert!(sql.contains("ON \"public\".\"we\"\"ird\""));
-        assert!(sql.contains("'public.we\"ird'"));
     }
 }

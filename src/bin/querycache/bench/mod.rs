@@ -8,6 +8,7 @@
 mod audit;
 mod dataset;
 mod error;
+mod external;
 mod processes;
 mod progress;
 mod report;
@@ -131,6 +132,11 @@ pub struct Args {
     /// Build the cache without adaptive admission (to compare with it).
     #[arg(long)]
     no_admission: bool,
+    /// Also run the external-writes workload with N writers whose writes go around the
+    /// cache (seen through the watch triggers), and report the invalidation window
+    /// p50/p99/max. Without --workloads, only that workload runs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    external_writers: usize,
 
     /// Testing only: build the cache with invalidation disabled, to show that the
     /// freshness audit catches the stale reads that follow.
@@ -182,6 +188,9 @@ impl Args {
     /// or all defined on it, in suite order.
     fn workloads(&self) -> Result<Vec<Workload>> {
         let dataset = self.dataset;
+        if self.workloads.is_empty() && self.external_writers > 0 {
+            return Ok(Vec::new());
+        }
         if self.workloads.is_empty() {
             return Ok(Workload::ALL
                 .into_iter()
@@ -217,7 +226,7 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
     let pool = PgPoolOptions::new()
         .max_connections(args.clients)
         .min_connections(args.clients)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await?;
     let timing = Timing {
         warmup: Duration::from_secs(args.warmup),
@@ -318,9 +327,28 @@ async fn bench(args: &Args) -> Result<Vec<Row>> {
         ));
     }
     pool.close().await;
-    print!("{}", report::table(&rows));
+    let mut json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    if !rows.is_empty() {
+        print!("{}", report::table(&rows));
+    }
+    if args.external_writers > 0 {
+        let row = external::run(
+            options,
+            dataset.label(),
+            timing.clients,
+            args.external_writers,
+            timing.measure,
+            &progress,
+        )
+        .await?;
+        print!("{}", external::table(&row));
+        json.push(serde_json::to_value(&row)?);
+    }
     if let Some(path) = &args.json {
-        report::write_json(&rows, path)?;
+        report::write_json(&json, path)?;
     }
     Ok(rows)
 }

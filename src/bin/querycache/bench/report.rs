@@ -197,11 +197,12 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Writes `rows` to `path` as a JSON list of objects.
+/// Writes `rows` (the [`Row`]s, then any other workload's object) to `path` as a JSON
+/// list of objects.
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be written.
-pub fn write_json(rows: &[Row], path: &Path) -> Result<()> {
+pub fn write_json(rows: &[serde_json::Value], path: &Path) -> Result<()> {
     let mut text = serde_json::to_string_pretty(rows)?;
     text.push('\n');
     std::fs::write(path, text).map_err(|source| Error::Io {
