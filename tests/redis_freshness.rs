@@ -310,3 +310,76 @@ async fn bounded_mode_serves_memory_hits_alone_and_is_fresh_once_the_window_has_
     assert!(after.hits - before.hits >= 199, "{after:?}");
     assert_eq!(after.fallbacks, 0, "{:?}", after.fallbacks_by_reason);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_write_heard_by_two_caches_bumps_the_shared_generation_once() {
+    let Some(pool) = common::scratch_database("qc_test_redis_external").await else {
+        return;
+    };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    redis_support::create_schema(&pool).await;
+    let prefix = redis_support::prefix("external");
+    let mut caches = Vec::new();
+    for p in [pool.clone(), second_pool(&pool).await] {
+        caches.push(
+            QueryCache::builder(p)
+                .redis(RedisOptions::new(&url).prefix(&prefix))
+                .watch_tables(querycache::WatchTables::All)
+                .build()
+                .await
+                .expect("cache"),
+        );
+    }
+    let generation = || {
+        let mut c = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*:gen"))
+            .query(&mut c)
+            .expect("keys");
+        let v: Option<u64> = redis::cmd("HGET")
+            .arg(&keys[0])
+            .arg("public.counter")
+            .query(&mut c)
+            .expect("hget");
+        v.unwrap_or(0)
+    };
+    for c in &caches {
+        assert_eq!(
+            sqlx::query_scalar::<_, i64>("SELECT v FROM counter WHERE k = 2")
+                .fetch_one_cached(c)
+                .await
+                .expect("read"),
+            0
+        );
+    }
+    let before = generation();
+    for round in 1..=5 {
+        // A write around both caches: each one's listener hears it.
+        sqlx::query("UPDATE counter SET v = v + 1 WHERE k = 2")
+            .execute(&pool)
+            .await
+            .expect("external write");
+        for c in &caches {
+            c.sync_external_writes(Duration::from_secs(5))
+                .await
+                .expect("fence");
+            assert_eq!(
+                sqlx::query_scalar::<_, i64>("SELECT v FROM counter WHERE k = 2")
+                    .fetch_one_cached(c)
+                    .await
+                    .expect("read"),
+                round,
+                "fresh in every cache after the fence"
+            );
+        }
+    }
+    assert_eq!(
+        generation() - before,
+        5,
+        "one shared bump per external write, not one per listening process"
+    );
+}

@@ -173,11 +173,7 @@ impl<DB: Driver> QueryCache<DB> {
     /// this returns (a Redis failure is counted and makes this process fail closed, see
     /// [`freshness::shared`](crate::freshness::shared)).
     pub async fn invalidate_table(&self, relation: &str) {
-        let name = match relation.split_once('.') {
-            Some((schema, name)) => RelationName::new(Some(schema), name),
-            None => RelationName::new(None, relation),
-        };
-        let (set, unknown) = self.0.planner.write_set(&[name], &self.0.generations);
+        let (set, unknown) = self.relation_write_set(relation);
         self.bump(&set, unknown).await;
     }
 
@@ -188,9 +184,21 @@ impl<DB: Driver> QueryCache<DB> {
     /// cache) before returning. With a shared generation store the bump is made once
     /// across processes for one version, not once per listening process.
     pub(crate) async fn apply_external_writes(&self, changes: &[(&str, i64)]) {
-        for (relation, _version) in changes {
-            self.invalidate_table(relation).await;
+        for &(relation, version) in changes {
+            let (set, unknown) = self.relation_write_set(relation);
+            self.bump_with(&set, unknown, Some((relation, version)))
+                .await;
         }
+    }
+
+    /// `relation` (`name` or `schema.name`) closed like a write, and whether the
+    /// closure is unknown.
+    fn relation_write_set(&self, relation: &str) -> (RelationSet, bool) {
+        let name = match relation.split_once('.') {
+            Some((schema, name)) => RelationName::new(Some(schema), name),
+            None => RelationName::new(None, relation),
+        };
+        self.0.planner.write_set(&[name], &self.0.generations)
     }
 
     /// Invalidate every cached result (bumps the global epoch, shared with every
@@ -250,10 +258,17 @@ impl<DB: Driver> QueryCache<DB> {
     /// Bump `set` (and the epoch when `everything`): the local counters now, then the
     /// shared ones, awaited.
     async fn bump(&self, set: &RelationSet, everything: bool) {
+        self.bump_with(set, everything, None).await;
+    }
+
+    /// [`Self::bump`]; for a write made outside the cache, `external` is the relation
+    /// and its watch version, so that of all processes hearing it only one bumps the
+    /// shared generations.
+    async fn bump_with(&self, set: &RelationSet, everything: bool, external: Option<(&str, i64)>) {
         self.bump_local(set, everything);
         if let Some(shared) = &self.0.shared {
             let result = shared
-                .bump(&self.0.generations, set.names(), everything)
+                .bump(&self.0.generations, set.names(), everything, external)
                 .await;
             if let Err(err) = result {
                 tracing::warn!(

@@ -132,7 +132,13 @@ struct Rounds {
 
 /// The Lua script of a write: bump each name, create the incarnation if it is
 /// missing, publish the new values, and return `[incarnation, value…]`.
-/// KEYS[1] = hash; ARGV = channel, process id, incarnation candidate, names….
+///
+/// A write made outside the cache is heard by every listening process; it names a
+/// marker field (`#ext:{relation}`) and the relation's version from the watch triggers,
+/// and is bumped only by the first process to report that version: the others get the
+/// current values back, unbumped (their detectors still move through them).
+/// KEYS[1] = hash; ARGV = channel, process id, incarnation candidate, marker (empty:
+/// none), version, names….
 const BUMP_SCRIPT: &str = r#"
 local inc = redis.call('HGET', KEYS[1], '#incarnation')
 if not inc then
@@ -140,8 +146,18 @@ if not inc then
   inc = redis.call('HGET', KEYS[1], '#incarnation')
 end
 local out = {inc}
+if ARGV[4] ~= '' then
+  local last = tonumber(redis.call('HGET', KEYS[1], ARGV[4]) or '-1')
+  if tonumber(ARGV[5]) <= last then
+    for i = 6, #ARGV do
+      out[#out + 1] = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+    end
+    return out
+  end
+  redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
+end
 local bumped = {}
-for i = 4, #ARGV do
+for i = 6, #ARGV do
   local v = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
   out[#out + 1] = v
   bumped[ARGV[i]] = v
@@ -451,7 +467,9 @@ impl SharedGenerations {
     }
 
     /// A write's remote bump: `names` (and the epoch when `everything`) in one script
-    /// that also publishes them. Applied to the local detectors before it returns. A
+    /// that also publishes them; for a write made outside the cache, `external` names
+    /// the relation and its watch version, and only the first process to report that
+    /// version bumps. Applied to the local detectors before it returns. A
     /// failure is recorded so that this process fails closed until the shared epoch has
     /// been bumped (module docs, 5).
     ///
@@ -462,17 +480,26 @@ impl SharedGenerations {
         generations: &Generations,
         names: &[Arc<str>],
         everything: bool,
+        external: Option<(&str, i64)>,
     ) -> Result<(), LinkError> {
         let mut invocation = self.bump_script.prepare_invoke();
+        let (marker, version) = match external {
+            Some((relation, version)) => (format!("#ext:{relation}"), version),
+            None => (String::new(), 0),
+        };
         invocation
             .key(self.link.generations_key())
             .arg(self.link.channel())
             .arg(&self.process_id)
-            .arg(rand::random::<u64>() >> 1);
+            .arg(rand::random::<u64>() >> 1)
+            .arg(marker)
+            .arg(version);
         for name in names {
             invocation.arg(&**name);
         }
-        if everything || self.needs_repair() {
+        // The repair rides only on the cache's own writes: an external write another
+        // process already reported returns without bumping anything.
+        if everything || (external.is_none() && self.needs_repair()) {
             invocation.arg(EPOCH_FIELD);
         }
         let failed_before = self.failed_bumps.load(Ordering::Acquire);
@@ -498,7 +525,7 @@ impl SharedGenerations {
                     redis::ErrorKind::Parse,
                     "bump script returned too few values",
                 ))));
-            } else if reply.len() > 1 + names.len() {
+            } else if reply.len() > 1 + names.len() && external.is_none() {
                 self.repaired_bumps
                     .fetch_max(failed_before, Ordering::AcqRel);
             }
