@@ -92,6 +92,18 @@ async fn a_fill_in_one_cache_is_a_hit_in_another_and_a_write_in_either_invalidat
 }
 
 async fn randomized(skip_check: bool, secs: u64, name: &str) -> Option<(Tally, u64)> {
+    randomized_with(skip_check, secs, name, Duration::ZERO).await
+}
+
+/// The randomized check with `admit_min_miss_cost` as given (`ZERO` stores every
+/// result in Redis; the default 1 ms stores none of these point reads, so their Redis
+/// lookups are mostly skipped).
+async fn randomized_with(
+    skip_check: bool,
+    secs: u64,
+    name: &str,
+    admit_min_miss_cost: Duration,
+) -> Option<(Tally, u64)> {
     let pool = common::scratch_database(name).await?;
     let url = common::redis_url()?;
     redis_support::create_schema(&pool).await;
@@ -101,7 +113,7 @@ async fn randomized(skip_check: bool, secs: u64, name: &str) -> Option<(Tally, u
         let mut builder = QueryCache::builder(p).redis(
             RedisOptions::new(&url)
                 .prefix(&prefix)
-                .admit_min_miss_cost(Duration::ZERO),
+                .admit_min_miss_cost(admit_min_miss_cost),
         );
         if skip_check {
             builder = builder.skip_cross_process_check_for_testing();
@@ -133,6 +145,25 @@ async fn strict_mode_serves_no_stale_read_across_two_caches() {
     eprintln!("strict, {secs} s: {tally:?}, hits {hits}");
     assert_eq!(tally.errors, 0);
     assert!(tally.writes > 100 && tally.reads > 1000, "{tally:?}");
+    assert!(hits > 0, "the run must exercise hits");
+    assert_eq!(tally.stale, 0, "stale reads in Strict mode: {tally:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_with_skipped_redis_lookups_serves_no_stale_read() {
+    let secs = redis_support::freshness_secs() / 2;
+    let Some((tally, hits)) = randomized_with(
+        false,
+        secs,
+        "qc_test_redis_strict_idle",
+        Duration::from_secs(3600),
+    )
+    .await
+    else {
+        return;
+    };
+    eprintln!("strict, Redis admits nothing, {secs} s: {tally:?}, hits {hits}");
+    assert_eq!(tally.errors, 0);
     assert!(hits > 0, "the run must exercise hits");
     assert_eq!(tally.stale, 0, "stale reads in Strict mode: {tally:?}");
 }

@@ -347,7 +347,9 @@ async fn read<DB: Driver, T: CacheValue>(
                 remote = Some(snapshot);
                 true
             }
-            super::redis_tier::Lookup::Failed => shared.trusted(),
+            super::redis_tier::Lookup::Failed | super::redis_tier::Lookup::Skipped => {
+                shared.trusted()
+            }
         },
     };
     if synced && let Some(rows) = super::byte_tiers::hit::<DB, T>(cache, key, &plan, stamp).await {
@@ -412,7 +414,7 @@ async fn read<DB: Driver, T: CacheValue>(
         let cost = started.elapsed();
         let ttl = options.ttl.unwrap_or(inner.config.default_ttl);
         if let Some(snapshot) = &remote {
-            super::redis_tier::fill(cache, key, snapshot, &rows, cost, ttl).await;
+            super::redis_tier::fill(cache, key, &plan, snapshot, &rows, cost, ttl).await;
         }
         super::byte_tiers::fill(cache, key, &plan, stamp, &rows, ttl).await;
     }

@@ -30,6 +30,10 @@ pub(crate) struct Plan {
     /// Whether results of this statement's shape are worth filling, shared by every
     /// plan of the shape (`admission.rs`).
     pub admission: Arc<Admission>,
+    /// Consecutive misses of this statement whose result the Redis tier did not admit
+    /// (cheap, small results): past [`REDIS_IDLE_LIMIT`] most of its Redis lookups are
+    /// skipped (`cache/redis_tier.rs`).
+    pub redis_idle: std::sync::atomic::AtomicU32,
     /// The read set, resolved.
     pub reads: RelationSet,
     /// The write set, resolved and closed over the catalog.
@@ -294,5 +298,6 @@ fn build(
         writes_unknown: analysis.writes_unknown || closure.unknown,
         ddl: analysis.kind == StatementKind::Ddl,
         catalog_stale: closure.catalog_stale,
+        redis_idle: std::sync::atomic::AtomicU32::new(0),
     }
 }

@@ -28,7 +28,19 @@ pub(super) enum Lookup<T> {
     Synced(RemoteSnapshot, Stamp),
     /// Redis did not answer: nothing whose freshness depends on it may be served.
     Failed,
+    /// Not looked up: this statement's results are not admitted to Redis, so a lookup
+    /// would find nothing (as for `Failed`, nothing was synced).
+    Skipped,
 }
+
+/// After this many consecutive misses whose results Redis did not admit, a statement's
+/// Redis lookups are skipped, but for one probe in [`REDIS_PROBE_EVERY`]: a miss then
+/// costs no Redis round trip. Its memory hits are still checked (Strict) and its writes
+/// still bumped, so this changes cost, never freshness.
+pub(crate) const REDIS_IDLE_LIMIT: u32 = 8;
+/// One lookup in this many is still sent for an idle statement, so a result that
+/// becomes worth storing (slower, or larger) is noticed.
+pub(crate) const REDIS_PROBE_EVERY: u32 = 16;
 
 /// Look `key` up in Redis together with `plan`'s read-set generations.
 pub(super) async fn lookup<DB: Driver, T: CacheValue>(
@@ -40,6 +52,11 @@ pub(super) async fn lookup<DB: Driver, T: CacheValue>(
     let Some(shared) = inner.shared.as_ref() else {
         return Lookup::Failed;
     };
+    let idle = plan.redis_idle.load(Ordering::Relaxed);
+    if idle >= REDIS_IDLE_LIMIT && !idle.is_multiple_of(REDIS_PROBE_EVERY) {
+        plan.redis_idle.fetch_add(1, Ordering::Relaxed);
+        return Lookup::Skipped;
+    }
     let entry_key = shared.link().entry_key(key);
     let (bytes, snapshot, stamp) = match shared
         .read(&inner.generations, &plan.reads, Some(&entry_key))
@@ -81,6 +98,7 @@ pub(super) async fn lookup<DB: Driver, T: CacheValue>(
     if snapshot.exact {
         promote(cache, key, plan, stamp, &rows);
     }
+    plan.redis_idle.store(0, Ordering::Relaxed);
     inner.metrics.redis_hits.fetch_add(1, Ordering::Relaxed);
     Lookup::Hit(rows)
 }
@@ -113,6 +131,7 @@ fn promote<DB: Driver, T: CacheValue>(
 pub(super) async fn fill<DB: Driver, T: CacheValue>(
     cache: &QueryCache<DB>,
     key: CacheKey,
+    plan: &Plan,
     snapshot: &RemoteSnapshot,
     rows: &[T],
     cost: Duration,
@@ -126,6 +145,7 @@ pub(super) async fn fill<DB: Driver, T: CacheValue>(
         return;
     };
     if !options.admits(cost, rows.len()) {
+        plan.redis_idle.fetch_add(1, Ordering::Relaxed);
         inner
             .metrics
             .redis_admission_rejected
@@ -136,6 +156,7 @@ pub(super) async fn fill<DB: Driver, T: CacheValue>(
         Ok(frame) => frame,
         Err(_) => return inner.metrics.fallback("redis_encode"),
     };
+    plan.redis_idle.store(0, Ordering::Relaxed);
     let bytes = entry::encode(incarnation, &snapshot.values, &frame);
     if bytes.len() > options.max_entry_bytes {
         inner

@@ -102,9 +102,13 @@ pub struct Args {
     seed: u64,
 
     /// Run the cached side with the shared Redis tier (L2) at this URL (Strict
-    /// consistency; admission as the library's defaults).
+    /// consistency unless --bounded-ms; admission as the library's defaults).
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+
+    /// With --redis: `Consistency::Bounded` with this window in ms instead of Strict.
+    #[arg(long, value_name = "MS", requires = "redis")]
+    bounded_ms: Option<u64>,
 
     /// Run the cached side in this many OS processes at once (this one and N − 1 child
     /// processes of the same binary), sharing one Redis (`--redis` required) and one
@@ -400,7 +404,15 @@ async fn build_cache(pool: PgPool, args: &Args) -> Result<QueryCache<Postgres>> 
             .redis_prefix
             .clone()
             .unwrap_or_else(|| format!("querycache_bench_{}", std::process::id()));
-        builder = builder.redis(querycache::RedisOptions::new(url).prefix(prefix));
+        let consistency = match args.bounded_ms {
+            Some(ms) => querycache::Consistency::Bounded(Duration::from_millis(ms)),
+            None => querycache::Consistency::Strict,
+        };
+        builder = builder.redis(
+            querycache::RedisOptions::new(url)
+                .prefix(prefix)
+                .consistency(consistency),
+        );
     }
     if args.unsafe_disable_invalidation {
         builder = builder.disable_invalidation_for_testing();

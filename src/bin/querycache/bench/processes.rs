@@ -81,6 +81,9 @@ pub fn spawn(args: &Args, workload: Workload, floors: &Path) -> Result<Vec<tokio
             if let Some(url) = &args.redis {
                 cmd.arg("--redis").arg(url);
             }
+            if let Some(ms) = args.bounded_ms {
+                cmd.arg("--bounded-ms").arg(ms.to_string());
+            }
             if let Some(prefix) = &args.redis_prefix {
                 cmd.arg("--redis-prefix").arg(prefix);
             }
