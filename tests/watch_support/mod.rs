@@ -149,6 +149,31 @@ pub async fn cache(pool: &PgPool, watch: bool) -> QueryCache<sqlx::Postgres> {
     builder.build().await.expect("build cache")
 }
 
+/// The cached read of `sql` (no binds), returning one bigint.
+pub async fn read_n(cache: &QueryCache<sqlx::Postgres>, sql: &'static str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one_cached(cache)
+        .await
+        .expect("cached read")
+}
+
+/// Terminate the listener's backend (`pg_terminate_backend`) through `conn`, if it is
+/// live; `true` when it was.
+pub async fn kill_listener<'c, E>(cache: &QueryCache<sqlx::Postgres>, conn: E) -> bool
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let Some(pid) = cache.watch_listener_pid() else {
+        return false;
+    };
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(i32::try_from(pid).expect("pid"))
+        .execute(conn)
+        .await
+        .expect("terminate the listener");
+    true
+}
+
 /// `psql` arguments that reach the pool's database.
 pub fn psql_args(pool: &PgPool) -> Vec<String> {
     let o = pool.connect_options();
@@ -261,13 +286,7 @@ pub async fn check(pool: &PgPool, cache: &QueryCache<sqlx::Postgres>, run: &Run)
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(every).await;
-                if let Some(pid) = cache.watch_listener_pid() {
-                    sqlx::query("SELECT pg_terminate_backend($1)")
-                        .bind(i32::try_from(pid).expect("pid"))
-                        .execute(&pool)
-                        .await
-                        .expect("terminate the listener");
-                }
+                kill_listener(&cache, &pool).await;
             }
         }));
     }
