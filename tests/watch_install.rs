@@ -380,3 +380,55 @@ async fn writers_of_one_table_wait_instead_of_deadlocking() {
         .expect("titles");
     assert_eq!(titles, ["ACADEMY DINOSAUR!?", "ACE GOLDFINGER!"]);
 }
+
+/// A transaction writing a partitioned table through its parent and a writer straight
+/// into a partition wait on the parent's version row instead of deadlocking: the
+/// transaction updates a partition row through the parent (holding `part`'s version
+/// row and the table row), a single statement targets that row through the partition,
+/// then the transaction writes the partition itself. With each trigger locking only its
+/// own table's version row, the single statement would hold `part_lo`'s row and wait
+/// for the table row while the transaction waits for `part_lo`'s row (40P01;
+/// `tests/watch_freshness.rs` hit it). The partition's trigger locks its ancestors'
+/// rows first.
+#[tokio::test]
+async fn writers_through_a_parent_and_its_partition_wait_instead_of_deadlocking() {
+    let Some(pool) = setup("qc_watch_deadlock_part").await else {
+        return;
+    };
+    common::exec(
+        &pool,
+        "CREATE TABLE part (id int PRIMARY KEY, n bigint NOT NULL) PARTITION BY RANGE (id);
+         CREATE TABLE part_lo PARTITION OF part FOR VALUES FROM (1) TO (5);
+         INSERT INTO part SELECT g, 0 FROM generate_series(1, 4) g;",
+    )
+    .await;
+    watch::install(&pool, &WatchTables::All)
+        .await
+        .expect("install");
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query("UPDATE part SET n = n + 1 WHERE id = 2")
+        .execute(&mut *tx)
+        .await
+        .expect("write through the parent");
+    let other = pool.clone();
+    let single = tokio::spawn(async move {
+        sqlx::query("UPDATE part_lo SET n = n + 10 WHERE id = 2")
+            .execute(&other)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("UPDATE part_lo SET n = n + 1 WHERE id = 3")
+        .execute(&mut *tx)
+        .await
+        .expect("no deadlock: the partition's writer waits on the parent's version row");
+    tx.commit().await.expect("commit");
+    single
+        .await
+        .expect("task")
+        .expect("the single statement completes after the commit");
+    let ns: Vec<i64> = sqlx::query_scalar("SELECT n FROM part ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("values");
+    assert_eq!(ns, [0, 11, 1, 0]);
+}

@@ -71,6 +71,7 @@ pub struct QueryCacheBuilder<DB: Driver> {
     statement_memo_capacity: usize,
     config: Config,
     watch: Option<WatchStart<DB>>,
+    watch_hook: Option<crate::freshness::watch::WatchHook>,
 }
 
 impl<DB: Driver> std::fmt::Debug for QueryCacheBuilder<DB> {
@@ -104,6 +105,7 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
                 cross_process_check_disabled: false,
             },
             watch: None,
+            watch_hook: None,
         }
     }
 
@@ -245,10 +247,11 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
         if let Some(shared) = &shared {
             shared.spawn_bounded_tasks(&generations);
         }
-        let watch = self
-            .watch
-            .is_some()
-            .then(|| Arc::new(crate::freshness::watch::WatchState::default()));
+        let watch = self.watch.is_some().then(|| {
+            Arc::new(crate::freshness::watch::WatchState::with_hook(
+                self.watch_hook,
+            ))
+        });
         let cache = QueryCache(Arc::new(Inner {
             pool: self.pool,
             context,
@@ -289,6 +292,23 @@ impl QueryCacheBuilder<sqlx::Postgres> {
         self.watch = Some(Box::new(move |cache| {
             Box::pin(crate::freshness::watch::listener::start(cache, tables))
         }));
+        self
+    }
+
+    /// Have the watch listener await `hook` at each
+    /// [`WatchPhase`](crate::freshness::watch::WatchPhase) of every connect (the first
+    /// one in [`build`](Self::build) included): lets a test commit a write while a
+    /// reconnect prepares, or read the moment the state goes live
+    /// (`tests/watch_freshness.rs`).
+    #[doc(hidden)]
+    pub fn watch_hook_for_testing(
+        mut self,
+        hook: impl Fn(crate::freshness::watch::WatchPhase) -> BoxFuture<'static, ()>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.watch_hook = Some(Arc::new(hook));
         self
     }
 }

@@ -13,7 +13,7 @@ use rand::Rng;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Rows per counter table.
@@ -124,6 +124,9 @@ pub struct Outcome {
     pub pool_writes: u64,
     pub psql_writes: u64,
     pub first_stale: Option<String>,
+    /// The listener pid killed last (the killer's last kill may come just before the
+    /// run ends, and be noticed after it).
+    pub last_killed: Option<u32>,
 }
 
 /// The checker's knobs.
@@ -147,6 +150,29 @@ pub async fn cache(pool: &PgPool, watch: bool) -> QueryCache<sqlx::Postgres> {
         builder
     };
     builder.build().await.expect("build cache")
+}
+
+/// The cached read of `sql` (no binds), returning one bigint.
+pub async fn read_n(cache: &QueryCache<sqlx::Postgres>, sql: &'static str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one_cached(cache)
+        .await
+        .expect("cached read")
+}
+
+/// Terminate the listener's backend (`pg_terminate_backend`) through `conn`, if it is
+/// live; its pid when it was.
+pub async fn kill_listener<'c, E>(cache: &QueryCache<sqlx::Postgres>, conn: E) -> Option<u32>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let pid = cache.watch_listener_pid()?;
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(i32::try_from(pid).expect("pid"))
+        .execute(conn)
+        .await
+        .expect("terminate the listener");
+    Some(pid)
 }
 
 /// `psql` arguments that reach the pool's database.
@@ -256,17 +282,22 @@ pub async fn check(pool: &PgPool, cache: &QueryCache<sqlx::Postgres>, run: &Run)
         }));
     }
     // Listener killer.
+    let last_killed = Arc::new(AtomicU32::new(0));
     if let Some(every) = run.kill_every {
-        let (pool, cache, stop) = (pool.clone(), cache.clone(), stop.clone());
+        let (pool, cache, stop, last) = (
+            pool.clone(),
+            cache.clone(),
+            stop.clone(),
+            last_killed.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+            loop {
                 tokio::time::sleep(every).await;
-                if let Some(pid) = cache.watch_listener_pid() {
-                    sqlx::query("SELECT pg_terminate_backend($1)")
-                        .bind(i32::try_from(pid).expect("pid"))
-                        .execute(&pool)
-                        .await
-                        .expect("terminate the listener");
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Some(pid) = kill_listener(&cache, &pool).await {
+                    last.store(pid, Ordering::SeqCst);
                 }
             }
         }));
@@ -319,5 +350,9 @@ pub async fn check(pool: &PgPool, cache: &QueryCache<sqlx::Postgres>, run: &Run)
     }
     total.pool_writes = pool_writes.load(Ordering::Relaxed);
     total.psql_writes = psql_writes.load(Ordering::Relaxed);
+    total.last_killed = match last_killed.load(Ordering::SeqCst) {
+        0 => None,
+        pid => Some(pid),
+    };
     total
 }

@@ -2,10 +2,14 @@
 //! the cache pool's options, so it never takes a connection from the application).
 //!
 //! ```text
-//! connect ─► LISTEN querycache ─► re-read version rows ─► apply moved ─► coverage ─► live
+//! connect ─► LISTEN querycache ─► coverage ─► re-read version rows ─► apply moved ─► live
 //!    ▲                                                                                │
 //!    └──────── down (reads of watched tables bypass) ◄── error / silence > 1 s ◄──────┘
 //! ```
+//!
+//! The re-read comes last, followed only by the bumps (see [`connect`]): a write that
+//! commits during the slow coverage reload is then seen by the re-read instead of
+//! waiting, unbumped, behind a state that is already live.
 //!
 //! Each notification `'<version> <relation>'` newer than the last version seen for the
 //! relation is passed to `QueryCache::apply_external_writes`; `'<version> *ddl'`
@@ -13,7 +17,7 @@
 //! <token>'` marks fence `n` of this cache as passed.
 
 use super::sql::{self, CHANNEL, DDL_VERSION, INSTALL_ID, WatchTables};
-use super::state::{Coverage, WatchState};
+use super::state::{Coverage, WatchPhase, WatchState};
 use crate::cache::{QueryCache, WeakQueryCache};
 use crate::freshness::Catalog;
 use sqlx::postgres::{PgListener, PgPoolOptions};
@@ -27,6 +31,10 @@ use std::time::Duration;
 const IDLE_PING: Duration = Duration::from_secs(1);
 /// A ping that takes longer than this marks the connection down.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// A reconnect that hears of DDL (or a reinstall) this many times in a row, each time
+/// invalidating everything and reading the versions again, gives up and retries later
+/// (the state stays down meanwhile).
+const MAX_DDL_ROUNDS: u32 = 3;
 /// Reconnect backoff: first and longest wait.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(1));
 
@@ -130,8 +138,17 @@ async fn run(
     }
 }
 
-/// Connect, `LISTEN`, re-read the version rows and apply those that moved since
-/// `seen`, rebuild the coverage, then mark the state live.
+/// Connect, `LISTEN`, reload the coverage, then re-read the version rows, bump every
+/// relation whose version moved since `seen`, and only then mark the state live.
+///
+/// The re-read is the last query before going live (invariant 2 of [`WatchState`]):
+/// from `LISTEN` on, notifications of new commits wait unhandled on the connection
+/// until the state is live, so a write committed between the re-read and going live is
+/// bumped only when its notification is handled, after reads are served again. The
+/// slow steps, the coverage reload (`sql::status` and `Catalog::load` over the cache's
+/// pool: tens to hundreds of ms on a loaded machine) and, after DDL or a reinstall
+/// while down, [`everything`], therefore come before a re-read: after `everything` the
+/// versions are read again.
 async fn connect(
     pool: &PgPool,
     cache: &QueryCache<Postgres>,
@@ -147,16 +164,30 @@ async fn connect(
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut l)
         .await?;
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT table_name, version FROM querycache.table_version")
-            .fetch_all(&mut l)
-            .await?;
-    let now: HashMap<String, i64> = rows.into_iter().collect();
-    if seen.initialized {
+    state.set_coverage(coverage(cache.pool()).await?);
+    state.phase(WatchPhase::Preparing).await;
+    let mut rounds = 0;
+    let now = loop {
+        let now = versions(&mut l).await?;
         let global = |name: &str| now.get(name) != seen.versions.get(name);
-        if global(INSTALL_ID) || global(DDL_VERSION) {
-            everything(cache, state, tables).await;
+        if !seen.initialized || !(global(INSTALL_ID) || global(DDL_VERSION)) {
+            break now;
         }
+        rounds += 1;
+        if rounds > MAX_DDL_ROUNDS {
+            return Err(crate::Error::Watch(format!(
+                "DDL or reinstalls kept coming while the listener reconnected ({MAX_DDL_ROUNDS} rounds)"
+            )));
+        }
+        everything(cache, state, tables).await;
+        for name in [INSTALL_ID, DDL_VERSION] {
+            match now.get(name) {
+                Some(v) => seen.versions.insert(name.to_owned(), *v),
+                None => seen.versions.remove(name),
+            };
+        }
+    };
+    if seen.initialized {
         let moved: Vec<(&str, i64)> = now
             .iter()
             .filter(|(name, v)| !name.starts_with('*') && seen.versions.get(*name) != Some(*v))
@@ -168,9 +199,18 @@ async fn connect(
     }
     seen.versions = now;
     seen.initialized = true;
-    state.set_coverage(coverage(cache.pool()).await?);
     state.set_live(u32::try_from(pid).unwrap_or(0));
+    state.phase(WatchPhase::Live).await;
     Ok(l)
+}
+
+/// Every row of `querycache.table_version`, read on the listener's connection.
+async fn versions(l: &mut PgListener) -> crate::Result<HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT table_name, version FROM querycache.table_version")
+            .fetch_all(l)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// The coverage of the tables watched now.

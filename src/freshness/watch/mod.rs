@@ -28,9 +28,14 @@
 //! 3. **No silent gap**: while the listener's connection is down, and from a reconnect
 //!    until the version rows have been re-read and every table whose version moved has
 //!    been bumped, reads that depend on a watched table bypass every tier (counted as
-//!    [`BypassReason::WatchUnavailable`](crate::BypassReason::WatchUnavailable)). A
-//!    connection that dies loudly (`pg_terminate_backend`, a server restart, a reset)
-//!    is noticed at once; one that goes silent (a network partition) after at most
+//!    [`BypassReason::WatchUnavailable`](crate::BypassReason::WatchUnavailable)). The
+//!    re-read is the reconnect's last query (the slow coverage reload comes before
+//!    it): a write committed before the re-read is bumped before reads are served
+//!    again, one committed after it is heard as a notification (1). A connection that
+//!    dies loudly (`pg_terminate_backend`, a server restart, a reset) is noticed as
+//!    soon as the listener task next runs (3–70 ms from the kill in
+//!    `tests/watch_freshness.rs` on a loaded 2-core machine; writes whose notification
+//!    the dead connection lost may be served stale until then); one that goes silent (a network partition) after at most
 //!    about 2 s of silence (a ping after 1 s idle, 1 s timeout): writes committed in
 //!    that span may be served stale until it is noticed.
 //!
@@ -52,8 +57,9 @@ pub mod sql;
 mod state;
 
 pub use sql::{InstallReport, WatchStatus, WatchTables, install, status, uninstall};
-pub use state::WatchState;
+pub(crate) use state::WatchHook;
 pub(crate) use state::read_bypass;
+pub use state::{WatchPhase, WatchState};
 
 use crate::cache::QueryCache;
 use sqlx::Postgres;

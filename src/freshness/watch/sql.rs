@@ -22,7 +22,12 @@
 //!   updates a row another single-statement writer of `t` holds, while that writer
 //!   waits for the version row, is a deadlock; `tests/watch_freshness.rs` hit it). The
 //!   lock also orders the versions of one table by commit, which the listener relies
-//!   on. Transactions that write two watched tables in opposite orders still can
+//!   on. A write straight into a partition first locks the version rows of its
+//!   watched partition ancestors, root first (without bumping them): a write through
+//!   the parent holds the parent's row before it locks any row of the partition, so a
+//!   transaction writing through the parent and a writer of the partition wait on the
+//!   parent's row instead of deadlocking on the partition's row and a table row
+//!   (`tests/watch_freshness.rs` hit that too). Transactions that write two watched tables in opposite orders still can
 //!   deadlock on the two version rows (see the README's known limits).
 //! - Event trigger `querycache_ddl` on `ddl_command_end` (function
 //!   `querycache.bump_ddl()`): bumps `*ddl` and notifies `'<version> *ddl'`.
@@ -50,8 +55,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 /// Version of the definitions below, stored in the `*format` row. An install whose
 /// stored format differs replaces every trigger and function. Format 1 was the disk
 /// tier's hand-installed triggers (no `*format` row, no notification); format 2 fired
-/// `AFTER` each statement (deadlock-prone, see the module docs).
-pub const FORMAT: i64 = 3;
+/// `AFTER` each statement (deadlock-prone, see the module docs); format 3 did not lock
+/// a partition's ancestors' rows (deadlock-prone between parent and partition writers).
+pub const FORMAT: i64 = 4;
 
 /// The `LISTEN` channel.
 pub const CHANNEL: &str = "querycache";
@@ -89,8 +95,19 @@ CREATE OR REPLACE FUNCTION querycache.bump_version() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 DECLARE
   relation text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+  ancestor text;
   v bigint;
 BEGIN
+  FOR ancestor IN
+    SELECT n.nspname || '.' || c.relname
+      FROM pg_partition_ancestors(TG_RELID) WITH ORDINALITY AS a(relid, depth)
+      JOIN pg_class c ON c.oid = a.relid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE a.relid <> TG_RELID
+     ORDER BY a.depth DESC
+  LOOP
+    PERFORM 1 FROM querycache.table_version WHERE table_name = ancestor FOR UPDATE;
+  END LOOP;
   INSERT INTO querycache.table_version AS t VALUES (relation, 1)
     ON CONFLICT (table_name) DO UPDATE SET version = t.version + 1
     RETURNING t.version INTO v;

@@ -7,6 +7,7 @@ use crate::freshness::generations::RelationSet;
 use crate::metrics::{BypassReason, Metrics};
 use crate::sql::RelationName;
 use arc_swap::ArcSwap;
+use futures_core::future::BoxFuture;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -70,13 +71,34 @@ impl Coverage {
     }
 }
 
+/// Where a connecting listener is, for [`WatchHook`] (tests only).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatchPhase {
+    /// Connected and `LISTEN`ing, the coverage reloaded, the version rows not yet
+    /// re-read: the state is down. A write committed now must be bumped before live.
+    Preparing,
+    /// The state was just set live; the listener handles no notification until the
+    /// hook returns.
+    Live,
+}
+
+/// A hook the listener awaits at each [`WatchPhase`] of every connect (tests only:
+/// `QueryCacheBuilder::watch_hook_for_testing`).
+pub(crate) type WatchHook = Arc<dyn Fn(WatchPhase) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// The listener's state as reads see it.
 ///
 /// Invariants:
 /// 1. `live` is `true` only while the listener's connection is `LISTEN`ing and, since
 ///    it connected, the version rows have been re-read and every relation whose
 ///    version moved has been passed to `apply_external_writes`.
-/// 2. `coverage` is replaced only by the listener task, before it sets `live`.
+/// 2. Between that re-read and setting `live` the listener runs nothing but those
+///    bumps: notifications of writes committed after the re-read wait unhandled on the
+///    connection until `live` is set, so any slow step there (a catalog or coverage
+///    reload) would let reads be served while such writes are not yet bumped.
+/// 3. `coverage` is replaced only by the listener task.
 #[derive(Debug)]
 pub struct WatchState {
     live: AtomicBool,
@@ -91,6 +113,22 @@ pub struct WatchState {
     pub(crate) token: u64,
     /// Notifications handled, and the relations passed to `apply_external_writes`.
     pub(crate) notifications: AtomicU64,
+    /// Awaited by the listener at each [`WatchPhase`] (tests only).
+    hook: HookSlot,
+}
+
+/// The optional [`WatchHook`], printable.
+#[derive(Default)]
+struct HookSlot(Option<WatchHook>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(hook)"
+        } else {
+            "None"
+        })
+    }
 }
 
 impl Default for WatchState {
@@ -104,11 +142,27 @@ impl Default for WatchState {
             next_fence: AtomicU64::new(1),
             token: rand::random(),
             notifications: AtomicU64::new(0),
+            hook: HookSlot::default(),
         }
     }
 }
 
 impl WatchState {
+    /// A state whose listener awaits `hook` at each [`WatchPhase`] (tests only).
+    pub(crate) fn with_hook(hook: Option<WatchHook>) -> Self {
+        WatchState {
+            hook: HookSlot(hook),
+            ..WatchState::default()
+        }
+    }
+
+    /// Await the hook, if any, at `phase`.
+    pub(crate) async fn phase(&self, phase: WatchPhase) {
+        if let Some(hook) = &self.hook.0 {
+            hook(phase).await;
+        }
+    }
+
     /// `true` while the listener is up and caught up (invariant 1).
     pub fn live(&self) -> bool {
         self.live.load(Ordering::SeqCst)
