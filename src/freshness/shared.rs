@@ -20,7 +20,7 @@
 //! 2. A strict hit (L1 memory, L3 disk) is served only after a *sync* of its read set
 //!    that was sent to Redis after the read began: the sync reads the current remote
 //!    counters and, before it completes, bumps every local counter whose remote value
-//!    moved since this process last saw it ([`SharedGenerations::apply`], under one
+//!    moved since this process last saw it (`SharedGenerations::apply`, under one
 //!    lock, so "seen" always implies "locally bumped"). By 1 the sync sees the write's
 //!    bump, so by the time the hit compares stamps, the local counter of every relation
 //!    the write touched has moved past any stamp taken before the write's bump was
