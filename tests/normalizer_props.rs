@@ -275,3 +275,14 @@ fn literal_values_that_change_the_analysis_take_the_full_path() {
     assert_eq!(memo.full_analyses(), before + 1, "a pinned literal changed");
     assert_eq!(other_length.canonical, "SELECT CAST('xyz' AS VARCHAR(5))");
 }
+
+#[test]
+fn a_comment_holding_the_canonical_sentinel_takes_the_full_path() {
+    // Fuzz regression: the template of a known shape pinned the literal of a key read,
+    // while the full analysis of a text with `\u{1}` in a comment cannot cut its
+    // literals and keeps no key form.
+    let memo = StatementMemo::new(1_000, AnalyzeOptions::default());
+    memo.analyze("SELECT * FROM film WHERE film_id = 1");
+    let odd = "SELECT * FROM film /* a /* nested */ o\u{1}\0mect */ WHERE film_id = 7\n";
+    assert_eq!(*memo.analyze(odd), pg(odd));
+}

@@ -29,7 +29,7 @@ use sqlparser::tokenizer::Span;
 
 /// Opens and closes a sentinel; a text holding this character is canonicalized
 /// without sentinels (see [`canonicalize`]).
-const SENTINEL: char = '\u{1}';
+pub(crate) const SENTINEL: char = '\u{1}';
 
 /// One literal of the parsed statements.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,1 +1,0 @@
-ALTER TABLE public.film_category OWNER TO postgres
