@@ -283,6 +283,8 @@ fn a_comment_holding_the_canonical_sentinel_takes_the_full_path() {
     // literals and keeps no key form.
     let memo = StatementMemo::new(1_000, AnalyzeOptions::default());
     memo.analyze("SELECT * FROM film WHERE film_id = 1");
+    memo.analyze("SELECT * FROM film /* a comment */ WHERE film_id = 1\n");
+    memo.analyze("SELECT * FROM film /* a /* nested */ comment */ WHERE film_id = 1\n");
     let odd = "SELECT * FROM film /* a /* nested */ o\u{1}\0mect */ WHERE film_id = 7\n";
     assert_eq!(*memo.analyze(odd), pg(odd));
 }
