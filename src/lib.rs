@@ -50,8 +50,8 @@ pub mod sql;
 pub mod tier;
 
 pub use cache::{
-    CacheTarget, CacheValue, CachedQuery, CachedTransaction, QueryCache, QueryCacheBuilder,
-    TransactionReads,
+    CacheTarget, CacheValue, CachedQuery, CachedTransaction, Granularity, QueryCache,
+    QueryCacheBuilder, TransactionReads,
 };
 pub use error::{Error, Result};
 pub use freshness::watch::WatchTables;

@@ -220,6 +220,20 @@ impl Metrics {
         }
         let mut map = self.invalidations_by_table.lock();
         for r in relations {
+            // Row-level counters (`freshness::row_keys`): a key bucket counts as
+            // `table#keys`; the key-writes counter bumped with it is not counted.
+            let r: std::borrow::Cow<'_, str> = match r.rsplit_once('#') {
+                Some((_, "k")) => continue,
+                Some((table, bucket))
+                    if bucket.len() > 1
+                        && bucket.starts_with('b')
+                        && bucket[1..].bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    format!("{table}#keys").into()
+                }
+                _ => r.into(),
+            };
+            let r = &*r;
             match map.get_mut(r) {
                 Some(n) => *n += 1,
                 None => {
@@ -307,7 +321,9 @@ pub struct Stats {
     pub invalidations: u64,
     /// Global bumps (`invalidate_all`, writes the cache could not analyse, DDL).
     pub invalidations_global: u64,
-    /// Relation bumps by schema-qualified relation name.
+    /// Relation bumps by schema-qualified relation name; key writes invalidated row
+    /// by row ([`Granularity::Row`](crate::Granularity)) count one bump of
+    /// `table#keys` per key bucket instead.
     pub invalidations_by_table: BTreeMap<String, u64>,
     /// Entries the memory tier evicted to stay within its byte budget.
     pub evictions: u64,

@@ -1,7 +1,7 @@
 //! [`QueryCacheBuilder`]: configuration of a [`QueryCache`].
 
 use super::driver::Driver;
-use super::plan::Planner;
+use super::plan::{Planner, RowLevel};
 use super::{Inner, QueryCache};
 use crate::freshness::generations::Generations;
 use crate::freshness::shared::SharedGenerations;
@@ -41,6 +41,27 @@ pub enum TransactionReads {
     Always,
 }
 
+/// How finely writes invalidate cached reads.
+///
+/// With [`Granularity::Row`], a *key read* (a single-table SELECT pinning every column
+/// of the table's primary key to one value) and a *key write* (UPDATE / DELETE pinning
+/// the key, INSERT giving it) of a table with a row key are invalidated per key
+/// bucket: a write to one row leaves the table's other key reads cached. Everything
+/// else — ranges, joins, aggregates, writes the cache cannot pin to keys, writes
+/// inside transactions, writes outside the cache — stays table level. Which statements
+/// and tables qualify, and why the scheme is never stale, is in
+/// [`freshness::row_keys`](crate::freshness::row_keys); `querycache normalize --json`
+/// shows the key columns a statement pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Granularity {
+    /// Every write invalidates every cached read of the tables it changes.
+    Table,
+    /// Key reads and key writes are invalidated per key (see above). Default.
+    #[default]
+    Row,
+}
+
 /// A hook run by a miss between its query and its fill (tests only).
 pub(crate) type FillHook = Arc<dyn Fn(CacheKey) -> BoxFuture<'static, ()> + Send + Sync>;
 
@@ -60,6 +81,9 @@ pub(crate) struct Config {
     pub byte_tier: Option<Arc<dyn ByteTier>>,
     pub redis: Option<RedisOptions>,
     pub cross_process_check_disabled: bool,
+    pub granularity: Granularity,
+    /// Key writes bump no key bucket (tests only: proves the row-level audit can fail).
+    pub key_bumps_disabled: bool,
 }
 
 /// Builds a [`QueryCache`]; from [`QueryCache::builder`]. Every setter documents its
@@ -103,6 +127,8 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
                 byte_tier: None,
                 redis: None,
                 cross_process_check_disabled: false,
+                granularity: Granularity::default(),
+                key_bumps_disabled: false,
             },
             watch: None,
             watch_hook: None,
@@ -170,6 +196,22 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
     /// decides what to store, never what to serve. Default: on.
     pub fn adaptive_admission(mut self, on: bool) -> Self {
         self.config.adaptive_admission = on;
+        self
+    }
+
+    /// How finely writes invalidate: per row for key reads and key writes, or per
+    /// table (see [`Granularity`]). Default: [`Granularity::Row`].
+    pub fn invalidation(mut self, granularity: Granularity) -> Self {
+        self.config.granularity = granularity;
+        self
+    }
+
+    /// Make key writes bump no key bucket, so key reads of written rows are served
+    /// stale: only for proving that the row-level freshness audit detects stale reads
+    /// (`tests/row_level_freshness.rs`); never in production.
+    #[doc(hidden)]
+    pub fn skip_key_bumps_for_testing(mut self) -> Self {
+        self.config.key_bumps_disabled = true;
         self
     }
 
@@ -258,7 +300,15 @@ impl<DB: Driver> QueryCacheBuilder<DB> {
             memory: MemoryTier::new(self.memory_capacity, estimated_entries),
             generations,
             shared,
-            planner: Planner::new(self.statement_memo_capacity, DB::DIALECT, resolver),
+            planner: Planner::new(
+                self.statement_memo_capacity,
+                DB::DIALECT,
+                resolver,
+                RowLevel {
+                    on: self.config.granularity == Granularity::Row,
+                    skip_key_bumps: self.config.key_bumps_disabled,
+                },
+            ),
             inflight: SingleFlight::new(),
             metrics: Metrics::default(),
             config: self.config,

@@ -46,6 +46,13 @@ pub trait Driver: Database + sealed::Sealed {
     #[doc(hidden)]
     fn hash_arguments(arguments: Option<&Self::Arguments>) -> u128;
 
+    /// The bind arguments one by one, for row-level invalidation; `None` when they
+    /// cannot be read.
+    #[doc(hidden)]
+    fn bind_values(
+        arguments: Option<&Self::Arguments>,
+    ) -> Option<Vec<crate::freshness::row_keys::BindValue>>;
+
     /// Run a statement and stream its results, as `Executor::fetch_many`.
     #[doc(hidden)]
     fn fetch_many<'e>(
@@ -91,6 +98,12 @@ impl Driver for sqlx::Postgres {
 
     fn hash_arguments(arguments: Option<&Self::Arguments>) -> u128 {
         crate::key::hash_arguments(arguments)
+    }
+
+    fn bind_values(
+        arguments: Option<&Self::Arguments>,
+    ) -> Option<Vec<crate::freshness::row_keys::BindValue>> {
+        super::binds::postgres(arguments)
     }
 
     fn fetch_many<'e>(

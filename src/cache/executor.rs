@@ -60,7 +60,7 @@ impl<'c, DB: Driver> Executor<'c> for &'c QueryCache<DB> {
             Ok(a) => a,
             Err(e) => return futures_util::stream::once(async move { Err(e) }).boxed(),
         };
-        let plan = self.plan(sql.as_str());
+        let plan = self.plan_for(sql.as_str(), arguments.as_ref());
         let guard = WriteGuard::new(self, &plan);
         if guard.is_none() {
             self.0.metrics.bypass(BypassReason::PlainExecutor);
@@ -82,7 +82,7 @@ impl<'c, DB: Driver> Executor<'c> for &'c QueryCache<DB> {
         let (sql, arguments) = take(query);
         async move {
             let arguments = arguments?;
-            let plan = self.plan(sql.as_str());
+            let plan = self.plan_for(sql.as_str(), arguments.as_ref());
             let guard = WriteGuard::new(self, &plan);
             if guard.is_none() {
                 self.0.metrics.bypass(BypassReason::PlainExecutor);

@@ -281,7 +281,7 @@ async fn read<DB: Driver, T: CacheValue>(
             (&owned, Some(tx))
         }
     };
-    let plan = cache.plan(sql.as_str());
+    let plan = cache.plan_for(sql.as_str(), arguments.as_ref());
 
     let bypass = if options.bypass {
         Some(BypassReason::PerQuery)

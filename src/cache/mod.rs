@@ -12,6 +12,7 @@
 //! - [`driver`]: what each sqlx database must provide ([`Driver`]).
 
 mod admission;
+mod binds;
 pub mod builder;
 mod byte_tiers;
 pub mod driver;
@@ -19,9 +20,10 @@ pub mod executor;
 pub mod fetch;
 mod plan;
 mod redis_tier;
+mod row_plan;
 pub mod transaction;
 
-pub use builder::{QueryCacheBuilder, TransactionReads};
+pub use builder::{Granularity, QueryCacheBuilder, TransactionReads};
 pub use driver::Driver;
 pub use fetch::{CacheTarget, CacheValue, CachedQuery, WithOptions};
 pub use transaction::CachedTransaction;
@@ -211,6 +213,13 @@ impl<DB: Driver> QueryCache<DB> {
     /// The plan for `sql`.
     fn plan(&self, sql: &str) -> Arc<Plan> {
         self.0.planner.plan(sql, &self.0.generations)
+    }
+
+    /// The plan one execution of `sql` with `arguments` runs under: its key bucket's
+    /// when it is a row-keyed key read or write (`row_plan.rs`).
+    fn plan_for(&self, sql: &str, arguments: Option<&DB::Arguments>) -> Arc<Plan> {
+        self.plan(sql)
+            .for_arguments(|| DB::bind_values(arguments), &self.0.generations)
     }
 
     /// Apply a statement's writes: bump its write set, the epoch when the write set is

@@ -9,7 +9,10 @@
 //! planner's *version*.
 
 use super::admission::Admission;
+use super::row_plan::RowKeyed;
 use crate::freshness::generations::{Generations, RelationSet};
+use crate::freshness::row_keys;
+use crate::freshness::row_keys::BindValue;
 use crate::freshness::{Catalog, VolatileSource, Volatility};
 use crate::metrics::BypassReason;
 use crate::sql::{Analysis, AnalyzeOptions, Reason, RelationName, StatementKind, StatementMemo};
@@ -45,6 +48,10 @@ pub(crate) struct Plan {
     /// A written relation is not in the catalog (created elsewhere since it was
     /// loaded): bump the global epoch and reload the catalog.
     pub catalog_stale: bool,
+    /// A key read or key write invalidated row by row: the plans its key buckets run
+    /// under (`row_plan.rs`). `reads` / `writes` above are then the table-level sets
+    /// used when a key value cannot be normalized.
+    pub row_keyed: Option<RowKeyed>,
 }
 
 impl Plan {
@@ -56,6 +63,38 @@ impl Plan {
     /// `true` when the catalog must be reloaded after this statement.
     pub fn changes_catalog(&self) -> bool {
         self.ddl || self.catalog_stale
+    }
+
+    /// The plan one execution runs under: for a row-keyed statement whose key values
+    /// `binds` (called at most once) and its literals normalize, the plan of their key
+    /// bucket(s); otherwise this table-level plan.
+    pub fn for_arguments(
+        self: &Arc<Self>,
+        binds: impl FnOnce() -> Option<Vec<BindValue>>,
+        generations: &Generations,
+    ) -> Arc<Plan> {
+        match &self.row_keyed {
+            Some(row) => row.plan(self, binds, generations),
+            None => Arc::clone(self),
+        }
+    }
+
+    /// A copy of this plan with other read and write sets and no row keys (the plan
+    /// of one key bucket).
+    pub(super) fn with_sets(&self, reads: RelationSet, writes: RelationSet) -> Plan {
+        Plan {
+            version: self.version,
+            fingerprint: self.fingerprint,
+            bypass: self.bypass,
+            admission: Arc::clone(&self.admission),
+            redis_idle: std::sync::atomic::AtomicU32::new(0),
+            reads,
+            writes,
+            writes_unknown: self.writes_unknown,
+            ddl: self.ddl,
+            catalog_stale: self.catalog_stale,
+            row_keyed: None,
+        }
     }
 }
 
@@ -140,6 +179,17 @@ impl Resolver {
         }
     }
 
+    /// The catalog and the resolved name of `relation`, when names resolve through one.
+    pub(super) fn catalog_name(&self, relation: &RelationName) -> Option<(&Catalog, RelationName)> {
+        match self {
+            Resolver::Catalog {
+                catalog,
+                search_path,
+            } => Some((catalog, catalog.resolve(relation, search_path))),
+            Resolver::Reloading | Resolver::Bare => None,
+        }
+    }
+
     /// Why reads under this resolver bypass, if they must: a function the text calls,
     /// or a relation it reads that is a view over a volatile function or a system
     /// catalog.
@@ -202,6 +252,17 @@ pub(crate) struct Planner {
     statements: StatementMemo,
     version: AtomicU64,
     resolver: RwLock<Arc<Resolver>>,
+    row_level: RowLevel,
+}
+
+/// Row-level invalidation settings of a planner.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowLevel {
+    /// Invalidate key reads and key writes row by row
+    /// ([`Granularity::Row`](super::builder::Granularity::Row)).
+    pub on: bool,
+    /// Key writes bump no key bucket (tests only).
+    pub skip_key_bumps: bool,
 }
 
 impl std::fmt::Debug for Planner {
@@ -215,7 +276,12 @@ impl std::fmt::Debug for Planner {
 
 impl Planner {
     /// A planner memoizing up to `capacity` plans.
-    pub fn new(capacity: usize, dialect: crate::sql::Dialect, resolver: Resolver) -> Self {
+    pub fn new(
+        capacity: usize,
+        dialect: crate::sql::Dialect,
+        resolver: Resolver,
+        row_level: RowLevel,
+    ) -> Self {
         let options = AnalyzeOptions {
             dialect,
             ..AnalyzeOptions::default()
@@ -226,6 +292,7 @@ impl Planner {
             statements: StatementMemo::new(capacity, options),
             version: AtomicU64::new(0),
             resolver: RwLock::new(Arc::new(resolver)),
+            row_level,
         }
     }
 
@@ -246,7 +313,14 @@ impl Planner {
                 Ok::<_, std::convert::Infallible>(Arc::default())
             })
             .unwrap_or_default();
-        let plan = Arc::new(build(&analysis, &resolver, generations, version, admission));
+        let plan = Arc::new(build(
+            &analysis,
+            &resolver,
+            generations,
+            version,
+            admission,
+            self.row_level,
+        ));
         self.memo.insert(hash, Arc::clone(&plan));
         plan
     }
@@ -281,14 +355,25 @@ fn build(
     generations: &Generations,
     version: u64,
     admission: Arc<Admission>,
+    row_level: RowLevel,
 ) -> Plan {
-    let reads: Vec<Arc<str>> = analysis.reads.iter().map(|r| resolver.resolve(r)).collect();
+    let mut reads: Vec<Arc<str>> = analysis.reads.iter().map(|r| resolver.resolve(r)).collect();
+    if row_level.on {
+        // Reads of a row-keyed table that are not key reads also check its key writes.
+        for relation in &analysis.reads {
+            if let Some((catalog, name)) = resolver.catalog_name(relation)
+                && catalog.row_key(&name).is_some()
+            {
+                reads.push(Arc::from(row_keys::key_writes_name(&name.to_string())));
+            }
+        }
+    }
     let closure = resolver.write_closure(&analysis.writes);
     let bypass = match analysis.reason() {
         Some(reason) => Some(bypass_reason(reason)),
         None => resolver.read_bypass(&analysis.functions, &analysis.reads),
     };
-    Plan {
+    let mut plan = Plan {
         version,
         fingerprint: analysis.fingerprint,
         bypass,
@@ -299,5 +384,17 @@ fn build(
         ddl: analysis.kind == StatementKind::Ddl,
         catalog_stale: closure.catalog_stale,
         redis_idle: std::sync::atomic::AtomicU32::new(0),
+        row_keyed: None,
+    };
+    if row_level.on {
+        plan.row_keyed = RowKeyed::build(
+            analysis,
+            resolver,
+            &plan,
+            &closure.names,
+            generations,
+            row_level.skip_key_bumps,
+        );
     }
+    plan
 }

@@ -143,6 +143,8 @@ pub struct Catalog {
     volatile_views: HashMap<u32, VolatileSource>,
     /// Primary keys and unique indexes, by id (`unique_keys.rs`).
     unique_keys: HashMap<u32, Vec<UniqueKey>>,
+    /// Relations with a trigger (other than the cache's version trigger) or a rule.
+    row_key_blocked: HashSet<u32>,
 }
 
 impl Catalog {
@@ -203,6 +205,7 @@ impl Catalog {
             volatility: built.volatility,
             volatile_views: built.volatile_views,
             unique_keys: built.unique_keys,
+            row_key_blocked: built.row_key_blocked,
         }
     }
 
@@ -400,6 +403,57 @@ impl Catalog {
         self.unique_keys(name)
             .iter()
             .find(|key| key.covered_by(pinned))
+    }
+
+    /// The key by which `name` (schema-qualified) is invalidated row by row
+    /// (`row_keys.rs`), if it has one: `name` is an ordinary table; no trigger (but the
+    /// cache's own version trigger) and no rule is on it; no foreign-key cascade,
+    /// trigger or rule reached from a write to it writes it again (so a statement
+    /// changes only the rows it names); and its primary key — else its first unique
+    /// key — has only columns whose equality `row_keys::KeyType` models, under a
+    /// deterministic collation. One key per table, so that every key read and key
+    /// write of the table counts in the same key space.
+    pub fn row_key(&self, name: &RelationName) -> Option<&UniqueKey> {
+        let &id = self.ids.get(name)?;
+        if self.kind(name) != Some(RelationKind::Table)
+            || self.row_key_blocked.contains(&id)
+            || self.writes_itself(id)
+        {
+            return None;
+        }
+        let key = self.unique_keys.get(&id)?.first()?;
+        key.columns
+            .iter()
+            .all(|c| c.deterministic && super::row_keys::KeyType::of(&c.type_name).is_some())
+            .then_some(key)
+    }
+
+    /// Whether a write to `start` can write `start` again, or has unknown effects: a
+    /// walk over what writing a relation writes (its inheritance children, the tables
+    /// its cascades reach, what its triggers and rules write).
+    fn writes_itself(&self, start: u32) -> bool {
+        let graph = &self.graph;
+        let mut seen = HashSet::new();
+        let mut queue = vec![start];
+        while let Some(id) = queue.pop() {
+            let i = id as usize;
+            if graph.effects[i].unknown {
+                return true;
+            }
+            let next = graph.children[i]
+                .iter()
+                .chain(&graph.cascades[i])
+                .chain(&graph.effects[i].writes);
+            for &n in next {
+                if n == start {
+                    return true;
+                }
+                if seen.insert(n) {
+                    queue.push(n);
+                }
+            }
+        }
+        false
     }
 
     /// Why reading `name` (schema-qualified) can return a different result without any

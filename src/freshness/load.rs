@@ -12,6 +12,7 @@ use super::closure::{Effects, Graph};
 use super::function_body::{self, BodyEffects, BodyName};
 use super::unique_keys::{self, UniqueKey, UniqueKeyRow};
 use super::volatile_views::{self, NodeRow, VolatileSource};
+use super::watch::sql as watch;
 use crate::Result;
 use crate::sql::RelationName;
 
@@ -53,6 +54,9 @@ pub(crate) struct CatalogRows {
     view_nodes: Vec<NodeRow>,
     /// Primary keys and unique indexes (`unique_keys`).
     unique_keys: Vec<UniqueKeyRow>,
+    /// Relations with a rule other than a view's `_RETURN` rule (any rule, also one
+    /// that references only its own relation, which `rule_dependencies` drops).
+    rule_relations: Vec<i64>,
 }
 
 /// Runs the catalog queries in one `REPEATABLE READ` read-only transaction.
@@ -127,6 +131,11 @@ pub(crate) async fn query(pool: &PgPool) -> Result<CatalogRows> {
     let unique_keys = sqlx::query_as(unique_keys::QUERY)
         .fetch_all(&mut *tx)
         .await?;
+    let rule_relations: Vec<(i64,)> = sqlx::query_as(
+        "SELECT DISTINCT ev_class::int8 FROM pg_rewrite WHERE rulename <> '_RETURN'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(CatalogRows {
         current_user,
@@ -139,6 +148,7 @@ pub(crate) async fn query(pool: &PgPool) -> Result<CatalogRows> {
         functions,
         view_nodes,
         unique_keys,
+        rule_relations: rule_relations.into_iter().map(|(oid,)| oid).collect(),
     })
 }
 
@@ -154,6 +164,10 @@ pub(crate) struct Built {
     pub volatile_views: HashMap<u32, VolatileSource>,
     /// Primary keys and unique indexes, by relation id.
     pub unique_keys: HashMap<u32, Vec<UniqueKey>>,
+    /// Relations whose rows a statement may change beyond the rows it names: any
+    /// trigger other than the cache's own version trigger (a BEFORE ROW trigger can
+    /// change a key, any trigger can write the table again), or any rule.
+    pub row_key_blocked: HashSet<u32>,
 }
 
 /// What one function does on its own, before following its calls.
@@ -273,10 +287,21 @@ pub(crate) fn build(rows: CatalogRows) -> Built {
             }
         }
     }
+    let mut row_key_blocked: HashSet<u32> = rows
+        .rule_relations
+        .iter()
+        .filter_map(|oid| id_of.get(oid).copied())
+        .collect();
     for &(relation, function) in &rows.triggers {
         if let Some(&id) = id_of.get(&relation) {
             let effects = effects_of.total(function);
             graph.effects[id as usize].merge(&effects);
+            let own = functions
+                .get(&function)
+                .is_some_and(|f| f.schema == watch::SCHEMA && f.name == watch::TRIGGER_FUNCTION);
+            if !own {
+                row_key_blocked.insert(id);
+            }
         }
     }
     for lists in [
@@ -308,6 +333,7 @@ pub(crate) fn build(rows: CatalogRows) -> Built {
     let unique_keys = unique_keys::build(&rows.unique_keys, &id_of);
     Built {
         unique_keys,
+        row_key_blocked,
         relations: relations
             .into_iter()
             .map(|(_, name, kind)| (name, kind))

@@ -10,6 +10,8 @@
 //!   its stamp is current.
 //! - [`shared`]: the same counters shared by several processes through Redis, with the
 //!   protocol that keeps [`Consistency::Strict`](shared::Consistency) hits never stale.
+//! - [`row_keys`]: key values of key reads and writes, and the per-key-bucket
+//!   generations that let a write to one row keep the rest of its table cached.
 //! - [`watch`]: writes made outside the cache, heard through triggers and
 //!   `LISTEN`/`NOTIFY`.
 
@@ -18,6 +20,7 @@ mod closure;
 mod function_body;
 pub mod generations;
 mod load;
+pub mod row_keys;
 pub mod shared;
 mod unique_keys;
 mod volatile_views;

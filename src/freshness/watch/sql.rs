@@ -59,6 +59,13 @@ use sqlx::{PgPool, Postgres, Transaction};
 /// a partition's ancestors' rows (deadlock-prone between parent and partition writers).
 pub const FORMAT: i64 = 4;
 
+/// The schema holding the version table and the trigger functions.
+pub const SCHEMA: &str = "querycache";
+
+/// The per-table trigger's function (in [`SCHEMA`]): it bumps the table's version row
+/// once per statement and changes no row of the table.
+pub const TRIGGER_FUNCTION: &str = "bump_version";
+
 /// The `LISTEN` channel.
 pub const CHANNEL: &str = "querycache";
 

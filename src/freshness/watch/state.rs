@@ -233,6 +233,17 @@ impl WatchState {
 ///   reads of unwatched tables only are served as usual (and counted).
 ///
 /// Cost on a hit with every table watched: two atomic loads.
+/// The relations of a read set, without the key counters of row-level invalidation
+/// (`T#k`, `T#b{i}`, see `freshness::row_keys`): such a counter is skipped only when
+/// its table is in the set too, which every read set holding one has.
+fn relations(reads: &RelationSet) -> impl Iterator<Item = &str> {
+    reads.names().iter().map(|n| &**n).filter(move |name| {
+        !name
+            .rsplit_once('#')
+            .is_some_and(|(table, _)| reads.contains(table))
+    })
+}
+
 pub(crate) fn read_bypass(
     watch: Option<&WatchState>,
     metrics: &Metrics,
@@ -248,14 +259,14 @@ pub(crate) fn read_bypass(
     if watch.live() {
         if !watch.complete.load(Ordering::Relaxed) {
             let coverage = watch.coverage.load();
-            if reads.names().iter().any(|n| coverage.unwatched(n)) {
+            if relations(reads).any(|n| coverage.unwatched(n)) {
                 metrics.unwatched_reads.incr();
             }
         }
         return None;
     }
     let coverage = watch.coverage.load();
-    if reads.names().iter().any(|n| coverage.watched(n)) {
+    if relations(reads).any(|n| coverage.watched(n)) {
         return Some(BypassReason::WatchUnavailable);
     }
     metrics.unwatched_reads.incr();

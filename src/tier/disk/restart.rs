@@ -48,6 +48,16 @@ impl TableVersions {
         self.0.get(table).copied()
     }
 
+    /// The version that stands for a read-set counter: a table's own, and for a
+    /// row-level counter of a table (`T#k`, `T#b{i}`, `freshness::row_keys`) the
+    /// table's, since every write to the table's rows moves it.
+    fn version_of(&self, name: &str) -> Option<i64> {
+        self.get(name).or_else(|| {
+            let (table, _) = name.rsplit_once('#')?;
+            self.get(table)
+        })
+    }
+
     /// The stamps a fill records, from the in-process generations of its read set taken
     /// before its query ran (`(relation, generation)`, with the global epoch under
     /// `"*"`), where every counter started at 0 when this process started. A relation
@@ -60,7 +70,9 @@ impl TableVersions {
             .iter()
             .filter(|(name, _)| name != "*")
             .map(|(name, g)| {
-                let version = (untouched && *g == 0).then(|| self.get(name)).flatten();
+                let version = (untouched && *g == 0)
+                    .then(|| self.version_of(name))
+                    .flatten();
                 (name.clone(), version)
             })
             .collect();
@@ -77,7 +89,7 @@ impl TableVersions {
             .all(|global| stamps.iter().any(|(name, _)| name == global))
             && stamps
                 .iter()
-                .all(|(name, v)| v.is_some() && *v == self.get(name))
+                .all(|(name, v)| v.is_some() && *v == self.version_of(name))
     }
 }
 
