@@ -392,7 +392,6 @@ fn build(
             resolver,
             &plan,
             &closure.names,
-            generations,
             row_level.skip_key_bumps,
         );
     }

@@ -20,7 +20,7 @@ use super::plan::{Plan, Resolver};
 use crate::freshness::generations::{Generations, RelationSet};
 use crate::freshness::row_keys::{self, BindValue, KeyType, KeyValue};
 use crate::sql::{Analysis, KeyWriteKind, Pin, PinnedValue};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Where one key column's value comes from.
 #[derive(Debug)]
@@ -41,8 +41,11 @@ pub(crate) struct RowKeyed {
     types: Vec<KeyType>,
     /// The key rows the statement names: per row, one source per key column.
     rows: Vec<Vec<KeySource>>,
-    /// The plan of a statement whose key rows all fall in bucket `i`.
-    buckets: Box<[Arc<Plan>]>,
+    /// The plan of a statement whose key rows all fall in bucket `i`, built on first
+    /// use (a plan of literal keys only ever uses one).
+    buckets: Box<[OnceLock<Arc<Plan>>]>,
+    /// A key read (else a key write).
+    is_read: bool,
     /// A write's set without buckets (its closure minus the table, plus the table's
     /// key-writes counter), for writes whose rows fall in several buckets.
     write_rest: Vec<Arc<str>>,
@@ -60,7 +63,6 @@ impl RowKeyed {
         resolver: &Resolver,
         base: &Plan,
         closure: &[Arc<str>],
-        generations: &Generations,
         skip_key_bumps: bool,
     ) -> Option<RowKeyed> {
         if base.writes_unknown || base.ddl || base.catalog_stale {
@@ -122,28 +124,29 @@ impl RowKeyed {
             .cloned()
             .chain([Arc::from(key_writes)])
             .collect();
-        let buckets = (0..row_keys::BUCKETS)
-            .map(|i| {
-                let bucket = row_keys::bucket_name(&table, i);
-                let plan = if is_read {
-                    let reads = generations.relation_set([&*table, bucket.as_str()]);
-                    base.with_sets(reads, base.writes.clone())
-                } else {
-                    let bump = (!skip_key_bumps).then_some(bucket.as_str());
-                    let names = write_rest.iter().map(|n| &**n).chain(bump);
-                    base.with_sets(base.reads.clone(), generations.relation_set(names))
-                };
-                Arc::new(plan)
-            })
-            .collect();
         Some(RowKeyed {
             types,
             rows,
-            buckets,
+            buckets: (0..row_keys::BUCKETS).map(|_| OnceLock::new()).collect(),
+            is_read,
             write_rest,
             table,
             skip_key_bumps,
         })
+    }
+
+    /// The plan of `base` for key rows all in `bucket`: a read checks the table and
+    /// the bucket; a write bumps the bucket and the rest of its closure.
+    fn bucket_plan(&self, base: &Plan, bucket: usize, generations: &Generations) -> Plan {
+        let bucket = row_keys::bucket_name(&self.table, bucket);
+        if self.is_read {
+            let reads = generations.relation_set([&*self.table, bucket.as_str()]);
+            base.with_sets(reads, base.writes.clone())
+        } else {
+            let bump = (!self.skip_key_bumps).then_some(bucket.as_str());
+            let names = self.write_rest.iter().map(|n| &**n).chain(bump);
+            base.with_sets(base.reads.clone(), generations.relation_set(names))
+        }
     }
 
     /// The plan of one execution of `base` (see [`Plan::for_arguments`]).
@@ -187,7 +190,10 @@ impl RowKeyed {
         buckets.dedup();
         match buckets.as_slice() {
             [] => Arc::clone(base),
-            [one] => Arc::clone(&self.buckets[*one]),
+            [one] => Arc::clone(
+                self.buckets[*one]
+                    .get_or_init(|| Arc::new(self.bucket_plan(base, *one, generations))),
+            ),
             several => {
                 let bucket_names: Vec<String> = several
                     .iter()

@@ -136,6 +136,10 @@ pub struct Args {
     /// Build the cache without adaptive admission (to compare with it).
     #[arg(long)]
     no_admission: bool,
+    /// How finely writes invalidate the cached side: `row` (key reads and key writes
+    /// per key, the library's default) or `table` (to compare with it).
+    #[arg(long, value_enum, default_value_t = Invalidation::Row)]
+    invalidation: Invalidation,
     /// Also run the external-writes workload with N writers whose writes go around the
     /// cache (seen through the watch triggers), and report the invalidation window
     /// p50/p99/max. Without --workloads, only that workload runs.
@@ -393,12 +397,25 @@ async fn across_processes(
     Ok(row)
 }
 
+/// `--invalidation`: the cache's [`querycache::Granularity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Invalidation {
+    /// Key reads and key writes per key.
+    Row,
+    /// Every write invalidates its tables.
+    Table,
+}
+
 /// A cache over `pool` with the memory budget of `--cache-memory`, the Redis tier of
 /// `--redis` (and invalidation disabled under the hidden testing flag).
 async fn build_cache(pool: PgPool, args: &Args) -> Result<QueryCache<Postgres>> {
     let mut builder = QueryCache::builder(pool)
         .memory_capacity(args.cache_memory << 20)
-        .adaptive_admission(!args.no_admission);
+        .adaptive_admission(!args.no_admission)
+        .invalidation(match args.invalidation {
+            Invalidation::Row => querycache::Granularity::Row,
+            Invalidation::Table => querycache::Granularity::Table,
+        });
     if let Some(url) = &args.redis {
         let prefix = args
             .redis_prefix

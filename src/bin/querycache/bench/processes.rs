@@ -70,8 +70,16 @@ pub fn spawn(args: &Args, workload: Workload, floors: &Path) -> Result<Vec<tokio
                 .arg(args.seed.wrapping_add(u64::from(i) * 7919).to_string())
                 .arg("--workloads")
                 .arg(workload.name())
+                .arg("--invalidation")
+                .arg(match args.invalidation {
+                    super::Invalidation::Row => "row",
+                    super::Invalidation::Table => "table",
+                })
                 .arg("--worker-floors")
                 .arg(floors);
+            if args.no_admission {
+                cmd.arg("--no-admission");
+            }
             if args.unsafe_skip_cross_process_check {
                 cmd.arg("--unsafe-skip-cross-process-check");
             }
