@@ -42,8 +42,10 @@ pub(crate) struct RowKeyed {
     /// The key rows the statement names: per row, one source per key column.
     rows: Vec<Vec<KeySource>>,
     /// The plan of a statement whose key rows all fall in bucket `i`, built on first
-    /// use (a plan of literal keys only ever uses one).
+    /// use; with `fixed`, the one plan of that bucket.
     buckets: Box<[OnceLock<Arc<Plan>>]>,
+    /// The bucket of a statement whose keys are literals in one bucket.
+    fixed: Option<usize>,
     /// A key read (else a key write).
     is_read: bool,
     /// A write's set without buckets (its closure minus the table, plus the table's
@@ -116,6 +118,23 @@ impl RowKeyed {
             .collect::<Option<_>>()?;
         let rows = pins_rows.sources(&key_columns, &types, &analysis.literals, is_read)?;
 
+        let literal_buckets: Option<Vec<usize>> = rows
+            .iter()
+            .map(|row| {
+                let values: Option<Vec<KeyValue>> = row
+                    .iter()
+                    .map(|s| match s {
+                        KeySource::Value(v) => Some(v.clone()),
+                        KeySource::Bind { .. } => None,
+                    })
+                    .collect();
+                values.map(|v| row_keys::bucket(&v))
+            })
+            .collect();
+        let fixed = match literal_buckets.as_deref() {
+            Some([first, rest @ ..]) if rest.iter().all(|b| b == first) => Some(*first),
+            _ => None,
+        };
         let table: Arc<str> = Arc::from(name.to_string());
         let key_writes = row_keys::key_writes_name(&table);
         let write_rest: Vec<Arc<str>> = closure
@@ -127,7 +146,14 @@ impl RowKeyed {
         Some(RowKeyed {
             types,
             rows,
-            buckets: (0..row_keys::BUCKETS).map(|_| OnceLock::new()).collect(),
+            buckets: (0..if fixed.is_some() {
+                1
+            } else {
+                row_keys::BUCKETS
+            })
+                .map(|_| OnceLock::new())
+                .collect(),
+            fixed,
             is_read,
             write_rest,
             table,
@@ -156,6 +182,12 @@ impl RowKeyed {
         binds: impl FnOnce() -> Option<Vec<BindValue>>,
         generations: &Generations,
     ) -> Arc<Plan> {
+        if let Some(bucket) = self.fixed {
+            return Arc::clone(
+                self.buckets[0]
+                    .get_or_init(|| Arc::new(self.bucket_plan(base, bucket, generations))),
+            );
+        }
         let needs_binds = self
             .rows
             .iter()
