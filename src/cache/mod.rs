@@ -218,8 +218,11 @@ impl<DB: Driver> QueryCache<DB> {
     /// The plan one execution of `sql` with `arguments` runs under: its key bucket's
     /// when it is a row-keyed key read or write (`row_plan.rs`).
     fn plan_for(&self, sql: &str, arguments: Option<&DB::Arguments>) -> Arc<Plan> {
-        self.plan(sql)
-            .for_arguments(|| DB::bind_values(arguments), &self.0.generations)
+        self.plan(sql).for_arguments(
+            || DB::bind_values(arguments),
+            &self.0.generations,
+            &self.0.planner.bucket_plans,
+        )
     }
 
     /// Apply a statement's writes: bump its write set, the epoch when the write set is

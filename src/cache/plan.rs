@@ -9,7 +9,7 @@
 //! planner's *version*.
 
 use super::admission::Admission;
-use super::row_plan::RowKeyed;
+use super::row_plan::{BUCKET_PLANS, BucketPlans, RowKeyed};
 use crate::freshness::generations::{Generations, RelationSet};
 use crate::freshness::row_keys;
 use crate::freshness::row_keys::BindValue;
@@ -72,9 +72,10 @@ impl Plan {
         self: &Arc<Self>,
         binds: impl FnOnce() -> Option<Vec<BindValue>>,
         generations: &Generations,
+        bucket_plans: &BucketPlans,
     ) -> Arc<Plan> {
         match &self.row_keyed {
-            Some(row) => row.plan(self, binds, generations),
+            Some(row) => row.plan(self, binds, generations, bucket_plans),
             None => Arc::clone(self),
         }
     }
@@ -253,6 +254,8 @@ pub(crate) struct Planner {
     version: AtomicU64,
     resolver: RwLock<Arc<Resolver>>,
     row_level: RowLevel,
+    /// Plans of key buckets of bind-keyed statements (`row_plan.rs`).
+    pub bucket_plans: BucketPlans,
 }
 
 /// Row-level invalidation settings of a planner.
@@ -293,6 +296,7 @@ impl Planner {
             version: AtomicU64::new(0),
             resolver: RwLock::new(Arc::new(resolver)),
             row_level,
+            bucket_plans: BucketPlans::new(BUCKET_PLANS),
         }
     }
 
@@ -320,6 +324,7 @@ impl Planner {
             version,
             admission,
             self.row_level,
+            hash,
         ));
         self.memo.insert(hash, Arc::clone(&plan));
         plan
@@ -332,6 +337,7 @@ impl Planner {
         self.version.fetch_add(1, Ordering::SeqCst);
         self.memo.clear();
         self.shapes.clear();
+        self.bucket_plans.clear();
     }
 
     /// Resolve relation names for a manual invalidation, closed like a write.
@@ -356,6 +362,7 @@ fn build(
     version: u64,
     admission: Arc<Admission>,
     row_level: RowLevel,
+    text_hash: u128,
 ) -> Plan {
     let mut reads: Vec<Arc<str>> = analysis.reads.iter().map(|r| resolver.resolve(r)).collect();
     if row_level.on {
@@ -393,6 +400,7 @@ fn build(
             &plan,
             &closure.names,
             row_level.skip_key_bumps,
+            text_hash,
         );
     }
     plan

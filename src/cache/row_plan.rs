@@ -22,6 +22,15 @@ use crate::freshness::row_keys::{self, BindValue, KeyType, KeyValue};
 use crate::sql::{Analysis, KeyWriteKind, Pin, PinnedValue};
 use std::sync::{Arc, OnceLock};
 
+/// Bucket plans of bind-keyed statements by (statement text hash, planner version,
+/// bucket), shared by a planner's plans and bounded: an evicted bucket plan is rebuilt
+/// on its next use over the same named counters, so entries filled under it stay
+/// valid.
+pub(crate) type BucketPlans = quick_cache::sync::Cache<(u128, u64, u32), Arc<Plan>>;
+
+/// Bucket plans a planner keeps: each is ~300 B with its sets, so ≈ 5 MiB.
+pub(crate) const BUCKET_PLANS: usize = 16_384;
+
 /// Where one key column's value comes from.
 #[derive(Debug)]
 enum KeySource {
@@ -41,11 +50,13 @@ pub(crate) struct RowKeyed {
     types: Vec<KeyType>,
     /// The key rows the statement names: per row, one source per key column.
     rows: Vec<Vec<KeySource>>,
-    /// The plan of a statement whose key rows all fall in bucket `i`, built on first
-    /// use; with `fixed`, the one plan of that bucket.
-    buckets: Box<[OnceLock<Arc<Plan>>]>,
-    /// The bucket of a statement whose keys are literals in one bucket.
-    fixed: Option<usize>,
+    /// The bucket of a statement whose keys are literals in one bucket, and its plan,
+    /// built on first use. Other statements find their bucket plans in the planner's
+    /// [`BucketPlans`].
+    fixed: Option<(usize, OnceLock<Arc<Plan>>)>,
+    /// The statement text's hash (the plan memo's key), naming this plan in
+    /// [`BucketPlans`].
+    text_hash: u128,
     /// A key read (else a key write).
     is_read: bool,
     /// A write's set without buckets (its closure minus the table, plus the table's
@@ -66,6 +77,7 @@ impl RowKeyed {
         base: &Plan,
         closure: &[Arc<str>],
         skip_key_bumps: bool,
+        text_hash: u128,
     ) -> Option<RowKeyed> {
         if base.writes_unknown || base.ddl || base.catalog_stale {
             return None;
@@ -146,14 +158,8 @@ impl RowKeyed {
         Some(RowKeyed {
             types,
             rows,
-            buckets: (0..if fixed.is_some() {
-                1
-            } else {
-                row_keys::BUCKETS
-            })
-                .map(|_| OnceLock::new())
-                .collect(),
-            fixed,
+            fixed: fixed.map(|bucket| (bucket, OnceLock::new())),
+            text_hash,
             is_read,
             write_rest,
             table,
@@ -181,11 +187,11 @@ impl RowKeyed {
         base: &Arc<Plan>,
         binds: impl FnOnce() -> Option<Vec<BindValue>>,
         generations: &Generations,
+        bucket_plans: &BucketPlans,
     ) -> Arc<Plan> {
-        if let Some(bucket) = self.fixed {
+        if let Some((bucket, plan)) = &self.fixed {
             return Arc::clone(
-                self.buckets[0]
-                    .get_or_init(|| Arc::new(self.bucket_plan(base, bucket, generations))),
+                plan.get_or_init(|| Arc::new(self.bucket_plan(base, *bucket, generations))),
             );
         }
         let needs_binds = self
@@ -222,10 +228,15 @@ impl RowKeyed {
         buckets.dedup();
         match buckets.as_slice() {
             [] => Arc::clone(base),
-            [one] => Arc::clone(
-                self.buckets[*one]
-                    .get_or_init(|| Arc::new(self.bucket_plan(base, *one, generations))),
-            ),
+            [one] => bucket_plans
+                .get_or_insert_with(&(self.text_hash, base.version, *one as u32), || {
+                    Ok::<_, std::convert::Infallible>(Arc::new(self.bucket_plan(
+                        base,
+                        *one,
+                        generations,
+                    )))
+                })
+                .unwrap_or_else(|never| match never {}),
             several => {
                 let bucket_names: Vec<String> = several
                     .iter()

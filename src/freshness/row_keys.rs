@@ -32,13 +32,15 @@
 //! float or numeric bind, `NULL`, an escape-string literal — is *not normalizable*:
 //! the statement then falls back to table level, which is never less conservative.
 
-/// Key buckets per table. A key write invalidates the key reads of 1/4096 of the
+/// Key buckets per table. A key write invalidates the key reads of 1/65 536 of the
 /// table's keys (collisions only over-invalidate); counters are created on first use,
-/// at most 4096 × ~200 B ≈ 800 KiB per table. Measured with a replay of the bench's
-/// `read-mostly` stream (Zipf s = 0.99 over 1 M keys, 5 % writes, 180 k operations):
-/// hit ratio 42.5 % with 256 buckets, 58.6 % with 4096, 61.8 % with 65 536 and 62.0 %
-/// with exact per-key generations (the rest are first reads of a key).
-pub const BUCKETS: usize = 4096;
+/// at most 65 536 × ~200 B ≈ 13 MiB per table whose keys are all touched. Measured with
+/// a replay of the bench's `read-mostly` stream (Zipf s = 0.99 over 1 M keys, 5 %
+/// writes, 180 k operations): hit ratio 42.5 % with 256 buckets, 58.6 % with 4096,
+/// 61.8 % with 65 536 and 62.0 % with exact per-key generations (the rest are first
+/// reads of a key); in a 20 s `querycache bench` run 4096 buckets fell to 67 % as the
+/// long tail's buckets were bumped every ~2 s.
+pub const BUCKETS: usize = 65_536;
 
 /// The counter every key write of `table` bumps and every non-key read checks.
 pub fn key_writes_name(table: &str) -> String {
@@ -280,7 +282,7 @@ mod tests {
     fn buckets_are_a_function_of_the_values_and_spread() {
         let a = [KeyValue::Integer(1), KeyValue::Text(b"x".to_vec().into())];
         assert_eq!(bucket(&a), bucket(&a.clone()));
-        let used: std::collections::HashSet<usize> = (0..40_000)
+        let used: std::collections::HashSet<usize> = (0..4 * BUCKETS as i64)
             .map(|k| bucket(&[KeyValue::Integer(k)]))
             .collect();
         assert!(
