@@ -107,6 +107,38 @@ fn hit_path(c: &mut Criterion) {
         .block_on(QueryCache::builder(pool.clone()).build())
         .expect("build cache");
 
+    // The same cache at table granularity: the difference of the two one-row hits is
+    // what row-level invalidation adds to a key read's hit (bind decoding, key
+    // normalization, the bucket plan lookup).
+    let cache_table: QueryCache<Postgres> = rt
+        .block_on(
+            QueryCache::builder(pool.clone())
+                .invalidation(querycache::Granularity::Table)
+                .build(),
+        )
+        .expect("build cache");
+    let hit_one_table = || async {
+        let r: Row = sqlx::query_as(ONE)
+            .bind(42)
+            .fetch_one_cached(&cache_table)
+            .await
+            .expect("hit");
+        black_box(r);
+    };
+    let write_row = || async {
+        sqlx::query("UPDATE bench_row SET score = score + 1 WHERE id = $1")
+            .bind(7)
+            .execute(&cache)
+            .await
+            .expect("write");
+    };
+    let write_table = || async {
+        sqlx::query("UPDATE bench_row SET score = score + 1 WHERE id = $1")
+            .bind(7)
+            .execute(&cache_table)
+            .await
+            .expect("write");
+    };
     let hit_one = || async {
         let r: Row = sqlx::query_as(ONE)
             .bind(42)
@@ -163,7 +195,10 @@ fn hit_path(c: &mut Criterion) {
     percentiles(&rt, 200, plain_one);
     percentiles(&rt, 20, plain_all);
     percentiles(&rt, 2, hit_one);
+    percentiles(&rt, 2, hit_one_table);
     percentiles(&rt, 2, hit_all_shared);
+    percentiles(&rt, 50, write_row);
+    percentiles(&rt, 50, write_table);
 
     let rows = [
         (
@@ -200,6 +235,26 @@ fn hit_path(c: &mut Criterion) {
         "miss+fill overhead over plain sqlx (p50): 1 row {:+.1} µs, 1000 rows {:+.1} µs",
         overhead(4, 3),
         overhead(6, 5)
+    );
+    // Interleaved rounds, so drift on a shared machine hits both sides alike.
+    let mut row_level = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        row_level[0].push(percentiles(&rt, 100_000, hit_one).0);
+        row_level[1].push(percentiles(&rt, 100_000, hit_one_table).0);
+        row_level[2].push(percentiles(&rt, 1_000, write_row).0);
+        row_level[3].push(percentiles(&rt, 1_000, write_table).0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [hit_row, hit_table, w_row, w_table] = row_level.each_mut().map(median);
+    println!(
+        "key read hit p50: row granularity {hit_row:.3} µs, table {hit_table:.3} µs \
+         (row-level recognition {:+.0} ns); key write p50: row {w_row:.1} µs, table \
+         {w_table:.1} µs ({:+.1} µs); medians of 5 interleaved rounds",
+        (hit_row - hit_table) * 1000.0,
+        w_row - w_table
     );
     println!();
     if let Ok(redis_url) = std::env::var("REDIS_URL") {

@@ -89,6 +89,7 @@ impl Candidate for Ours {
             plan: 0,
             expires_at: self.expires_at,
             weight: WEIGHT,
+            key_bucket: None,
             was_hit: Default::default(),
             value: Arc::clone(&self.value),
         });

@@ -80,6 +80,7 @@ pub(super) async fn hit<DB: Driver, T: CacheValue>(
             plan: plan.version,
             expires_at: Instant::now() + remaining,
             weight,
+            key_bucket: plan.key_bucket,
             was_hit: Default::default(),
             value: Arc::clone(&rows),
         });

@@ -281,7 +281,9 @@ async fn read<DB: Driver, T: CacheValue>(
             (&owned, Some(tx))
         }
     };
-    let plan = cache.plan_for(sql.as_str(), arguments.as_ref());
+    // The statement's plan; a row-keyed key read or write runs under its key bucket's
+    // plan, found below (bypass reasons are the same for both).
+    let plan = cache.plan(sql.as_str());
 
     let bypass = if options.bypass {
         Some(BypassReason::PerQuery)
@@ -311,6 +313,7 @@ async fn read<DB: Driver, T: CacheValue>(
                 .await
             }
             None => {
+                let plan = cache.plan_with_arguments(&plan, arguments.as_ref());
                 let _writes = WriteGuard::new(cache, &plan);
                 run(Conn::Pool(&cache.0.pool), sql, arguments, decode, shape).await
             }
@@ -324,6 +327,7 @@ async fn read<DB: Driver, T: CacheValue>(
         std::any::type_name::<T>(),
         shape,
     );
+    let plan = read_plan(cache, &plan, key, arguments.as_ref());
     // The snapshot that makes the fill safe: taken before the query runs.
     let mut stamp = inner.generations.stamp(&plan.reads);
     if let Some(rows) = memory_hit::<DB, T>(cache, key, &plan, stamp)
@@ -421,6 +425,33 @@ async fn read<DB: Driver, T: CacheValue>(
     Ok(rows)
 }
 
+/// The plan a read of `base` runs under: for a row-keyed key read, the plan of its
+/// key bucket — taken from the memory entry of `key` when there is one (a hit needs
+/// no bind decoding: the same key has the same binds, so the same bucket), else
+/// computed from the binds.
+fn read_plan<DB: Driver>(
+    cache: &QueryCache<DB>,
+    base: &Arc<Plan>,
+    key: crate::key::CacheKey,
+    arguments: Option<&DB::Arguments>,
+) -> Arc<Plan> {
+    let Some(row) = &base.row_keyed else {
+        return Arc::clone(base);
+    };
+    if let Lookup::Hit(entry) = cache.0.memory.get(&key, Instant::now())
+        && entry.plan == base.version
+        && let Some(bucket) = entry.key_bucket
+    {
+        return row.plan_of_bucket(
+            base,
+            bucket as usize,
+            &cache.0.generations,
+            &cache.0.planner.bucket_plans,
+        );
+    }
+    cache.plan_with_arguments(base, arguments)
+}
+
 /// The current entry for `key`, if it is fresh for `plan` at `stamp`.
 fn memory_hit<DB: Driver, T: CacheValue>(
     cache: &QueryCache<DB>,
@@ -505,6 +536,7 @@ fn fill<DB: Driver, T: CacheValue>(
         plan: plan.version,
         expires_at: Instant::now() + ttl.mul_f64(1.0 - jitter),
         weight,
+        key_bucket: plan.key_bucket,
         was_hit: Default::default(),
         value: Arc::clone(rows),
     });

@@ -218,7 +218,16 @@ impl<DB: Driver> QueryCache<DB> {
     /// The plan one execution of `sql` with `arguments` runs under: its key bucket's
     /// when it is a row-keyed key read or write (`row_plan.rs`).
     fn plan_for(&self, sql: &str, arguments: Option<&DB::Arguments>) -> Arc<Plan> {
-        self.plan(sql).for_arguments(
+        self.plan_with_arguments(&self.plan(sql), arguments)
+    }
+
+    /// [`Self::plan_for`] of an already found plan.
+    fn plan_with_arguments(
+        &self,
+        plan: &Arc<Plan>,
+        arguments: Option<&DB::Arguments>,
+    ) -> Arc<Plan> {
+        plan.for_arguments(
             || DB::bind_values(arguments),
             &self.0.generations,
             &self.0.planner.bucket_plans,

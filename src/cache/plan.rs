@@ -52,6 +52,8 @@ pub(crate) struct Plan {
     /// under (`row_plan.rs`). `reads` / `writes` above are then the table-level sets
     /// used when a key value cannot be normalized.
     pub row_keyed: Option<RowKeyed>,
+    /// The key bucket this plan is the plan of (`row_plan.rs`), if it is one.
+    pub key_bucket: Option<u32>,
 }
 
 impl Plan {
@@ -82,7 +84,12 @@ impl Plan {
 
     /// A copy of this plan with other read and write sets and no row keys (the plan
     /// of one key bucket).
-    pub(super) fn with_sets(&self, reads: RelationSet, writes: RelationSet) -> Plan {
+    pub(super) fn with_sets(
+        &self,
+        reads: RelationSet,
+        writes: RelationSet,
+        key_bucket: Option<u32>,
+    ) -> Plan {
         Plan {
             version: self.version,
             fingerprint: self.fingerprint,
@@ -95,6 +102,7 @@ impl Plan {
             ddl: self.ddl,
             catalog_stale: self.catalog_stale,
             row_keyed: None,
+            key_bucket,
         }
     }
 }
@@ -392,6 +400,7 @@ fn build(
         catalog_stale: closure.catalog_stale,
         redis_idle: std::sync::atomic::AtomicU32::new(0),
         row_keyed: None,
+        key_bucket: None,
     };
     if row_level.on {
         plan.row_keyed = RowKeyed::build(

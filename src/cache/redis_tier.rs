@@ -119,6 +119,7 @@ fn promote<DB: Driver, T: CacheValue>(
         plan: plan.version,
         expires_at: Instant::now() + inner.config.default_ttl,
         weight,
+        key_bucket: plan.key_bucket,
         was_hit: Default::default(),
         value: Arc::clone(rows),
     });

@@ -170,15 +170,47 @@ impl RowKeyed {
     /// The plan of `base` for key rows all in `bucket`: a read checks the table and
     /// the bucket; a write bumps the bucket and the rest of its closure.
     fn bucket_plan(&self, base: &Plan, bucket: usize, generations: &Generations) -> Plan {
+        let bucket_index = bucket as u32;
         let bucket = row_keys::bucket_name(&self.table, bucket);
         if self.is_read {
             let reads = generations.relation_set([&*self.table, bucket.as_str()]);
-            base.with_sets(reads, base.writes.clone())
+            base.with_sets(reads, base.writes.clone(), Some(bucket_index))
         } else {
             let bump = (!self.skip_key_bumps).then_some(bucket.as_str());
             let names = self.write_rest.iter().map(|n| &**n).chain(bump);
-            base.with_sets(base.reads.clone(), generations.relation_set(names))
+            base.with_sets(
+                base.reads.clone(),
+                generations.relation_set(names),
+                Some(bucket_index),
+            )
         }
+    }
+
+    /// The plan of `base` for key rows all in `bucket` (from an entry filled under
+    /// it, or computed from an execution's key values).
+    pub fn plan_of_bucket(
+        &self,
+        base: &Plan,
+        bucket: usize,
+        generations: &Generations,
+        bucket_plans: &BucketPlans,
+    ) -> Arc<Plan> {
+        if let Some((fixed, plan)) = &self.fixed
+            && *fixed == bucket
+        {
+            return Arc::clone(
+                plan.get_or_init(|| Arc::new(self.bucket_plan(base, bucket, generations))),
+            );
+        }
+        bucket_plans
+            .get_or_insert_with(&(self.text_hash, base.version, bucket as u32), || {
+                Ok::<_, std::convert::Infallible>(Arc::new(self.bucket_plan(
+                    base,
+                    bucket,
+                    generations,
+                )))
+            })
+            .unwrap_or_else(|never| match never {})
     }
 
     /// The plan of one execution of `base` (see [`Plan::for_arguments`]).
@@ -189,10 +221,8 @@ impl RowKeyed {
         generations: &Generations,
         bucket_plans: &BucketPlans,
     ) -> Arc<Plan> {
-        if let Some((bucket, plan)) = &self.fixed {
-            return Arc::clone(
-                plan.get_or_init(|| Arc::new(self.bucket_plan(base, *bucket, generations))),
-            );
+        if let Some((bucket, _)) = &self.fixed {
+            return self.plan_of_bucket(base, *bucket, generations, bucket_plans);
         }
         let needs_binds = self
             .rows
@@ -228,15 +258,7 @@ impl RowKeyed {
         buckets.dedup();
         match buckets.as_slice() {
             [] => Arc::clone(base),
-            [one] => bucket_plans
-                .get_or_insert_with(&(self.text_hash, base.version, *one as u32), || {
-                    Ok::<_, std::convert::Infallible>(Arc::new(self.bucket_plan(
-                        base,
-                        *one,
-                        generations,
-                    )))
-                })
-                .unwrap_or_else(|never| match never {}),
+            [one] => self.plan_of_bucket(base, *one, generations, bucket_plans),
             several => {
                 let bucket_names: Vec<String> = several
                     .iter()
@@ -249,7 +271,7 @@ impl RowKeyed {
                     .map(|n| &**n)
                     .chain(bucket_names.iter().map(String::as_str));
                 let writes: RelationSet = generations.relation_set(names);
-                Arc::new(base.with_sets(base.reads.clone(), writes))
+                Arc::new(base.with_sets(base.reads.clone(), writes, None))
             }
         }
     }

@@ -39,6 +39,9 @@ pub struct Entry<V: ?Sized> {
     pub expires_at: Instant,
     /// Estimated bytes held (see [`weigh`]); what the byte budget counts.
     pub weight: u64,
+    /// The key bucket of a row-level key read (`freshness::row_keys`): a hit finds
+    /// its read set by it without decoding the binds again.
+    pub key_bucket: Option<u32>,
     /// Set by the entry's first hit (adaptive admission counts entries invalidated
     /// before any hit). Written once, so later hits only read its cache line.
     pub was_hit: std::sync::atomic::AtomicBool,
@@ -238,6 +241,7 @@ mod tests {
             plan: 1,
             expires_at,
             weight,
+            key_bucket: None,
             was_hit: Default::default(),
             value,
         })
