@@ -288,3 +288,28 @@ fn a_comment_holding_the_canonical_sentinel_takes_the_full_path() {
     let odd = "SELECT * FROM film /* a /* nested */ o\u{1}\0mect */ WHERE film_id = 7\n";
     assert_eq!(*memo.analyze(odd), pg(odd));
 }
+
+#[test]
+fn a_quoted_user_type_modifier_is_never_cached() {
+    // Fuzz regression: sqlparser prints a quoted modifier of a user type without its
+    // quotes, so `t('Point')` and `t(Point)` would share a canonical text (and key),
+    // and the canonical text of `t('''')` is not a fixed point.
+    for sql in [
+        "SELECT '1'::nemeric(10, 'a')",
+        "SELECT '1'::nemeric(10,'''''''',2)",
+    ] {
+        let a = pg(sql);
+        assert!(
+            a.reason()
+                .is_some_and(|r| r.to_string().contains("quoted type modifier")),
+            "{sql}: {:?}",
+            a.reason()
+        );
+    }
+    let plain = pg("SELECT '1'::nemeric(10, 2)");
+    assert!(
+        plain.reason().is_none(),
+        "number modifiers print back as written"
+    );
+    assert_eq!(pg(&plain.canonical).canonical, plain.canonical);
+}

@@ -763,8 +763,15 @@ impl Visitor for Analyzer {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = expr {
-            self.function(&f.name, argument_count(&f.args));
+        match expr {
+            Expr::Function(f) => self.function(&f.name, argument_count(&f.args)),
+            Expr::Cast { data_type, .. }
+            | Expr::TypedString(sqlparser::ast::TypedString { data_type, .. })
+                if misprinted_modifiers(data_type) =>
+            {
+                self.reason(Reason::Misread("quoted type modifier".to_owned()));
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -776,5 +783,26 @@ impl Visitor for Analyzer {
             self.reason(Reason::TimeLiteral(s.to_owned()));
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// A user type's modifiers (`t(10, 'x')`) that sqlparser prints otherwise than they
+/// were written: it keeps a quoted modifier's content and prints it without quotes, so
+/// `t('Point')` and `t(Point)` (which Postgres passes to the type as `Point` and
+/// `point`) would share a canonical text and key, and `t('''')` would not print to a
+/// fixed point (fuzz crash, 2026-12-03). Only number modifiers print back as written.
+fn misprinted_modifiers(data_type: &sqlparser::ast::DataType) -> bool {
+    use sqlparser::ast::{ArrayElemTypeDef, DataType};
+    match data_type {
+        DataType::Custom(_, modifiers) => modifiers
+            .iter()
+            .any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_digit())),
+        DataType::Array(
+            ArrayElemTypeDef::AngleBracket(inner)
+            | ArrayElemTypeDef::SquareBracket(inner, _)
+            | ArrayElemTypeDef::Parenthesis(inner)
+            | ArrayElemTypeDef::Qualified(inner, _),
+        ) => misprinted_modifiers(inner),
+        _ => false,
     }
 }
