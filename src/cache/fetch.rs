@@ -373,6 +373,17 @@ async fn read<DB: Driver, T: CacheValue>(
         .await;
     }
 
+    if !synced {
+        // Strict mode, and this miss could not sync the shared generations (its Redis
+        // lookup was skipped or failed): its stamp may predate a write another process
+        // returned before this read began, so a flight in progress under the same stamp
+        // may have read the rows from before that write. Run alone; the fill is judged
+        // by the local stamp as always, and a later hit syncs before it is served.
+        let rows: Arc<[T]> = run(Conn::Pool(&inner.pool), sql, arguments, decode, shape).await?;
+        fill(cache, key, &plan, stamp, &rows, options.ttl);
+        return Ok(rows);
+    }
+
     let flight = FlightKey {
         key,
         stamp,
