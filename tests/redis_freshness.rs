@@ -414,3 +414,98 @@ async fn an_external_write_heard_by_two_caches_bumps_the_shared_generation_once(
         "one shared bump per external write, not one per listening process"
     );
 }
+
+/// Deterministic form of a race the randomized check once caught: in Strict mode a
+/// miss whose Redis lookup is skipped (the statement's results are never admitted to
+/// Redis) has not synced its stamp, so it must not join a single-flight that started
+/// before another process's write returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsynced_miss_does_not_join_a_flight_older_than_a_remote_write() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::sync::Notify;
+
+    const READ: &str = "SELECT v FROM counter_view WHERE k = $1";
+    const WRITE: &str = "UPDATE counter SET v = v + 1 WHERE k = $1 RETURNING v";
+    let Some(pool) = common::scratch_database("qc_test_redis_unsynced_flight").await else {
+        return;
+    };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    redis_support::create_schema(&pool).await;
+    let prefix = redis_support::prefix("unsynced_flight");
+    let options = || {
+        RedisOptions::new(&url)
+            .prefix(&prefix)
+            .admit_min_miss_cost(Duration::from_secs(3600))
+    };
+    let (hold, parked, release) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+    );
+    let a = {
+        let (hold, parked, release) = (hold.clone(), parked.clone(), release.clone());
+        QueryCache::builder(pool.clone())
+            .redis(options())
+            .before_fill_for_testing(move |_| {
+                let (hold, parked, release) = (hold.clone(), parked.clone(), release.clone());
+                Box::pin(async move {
+                    if hold.swap(false, Ordering::SeqCst) {
+                        parked.notify_one();
+                        release.notified().await;
+                    }
+                })
+            })
+            .build()
+            .await
+            .expect("cache a")
+    };
+    let b = QueryCache::builder(second_pool(&pool).await)
+        .redis(options())
+        .build()
+        .await
+        .expect("cache b");
+    let read = |cache: QueryCache<sqlx::Postgres>| async move {
+        sqlx::query_scalar::<_, i64>(READ)
+            .bind(1)
+            .fetch_one_cached(&cache)
+            .await
+            .expect("read")
+    };
+    let write = |cache: &QueryCache<sqlx::Postgres>| {
+        let cache = cache.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(WRITE)
+                .bind(1)
+                .fetch_one(&cache)
+                .await
+                .expect("write")
+        }
+    };
+    // Misses whose results Redis does not admit make later lookups of the statement
+    // skip Redis (`cache/redis_tier.rs`).
+    for _ in 0..9 {
+        write(&a).await;
+        read(a.clone()).await;
+    }
+    write(&a).await;
+
+    hold.store(true, Ordering::SeqCst);
+    let leader = tokio::spawn(read(a.clone()));
+    parked.notified().await; // the leader's query ran; its fill waits
+    let written = write(&b).await; // returned in the other cache
+    let follower = tokio::spawn(read(a.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.notify_one();
+    let old = leader.await.expect("leader");
+    let got = follower.await.expect("follower");
+    assert!(
+        old < written,
+        "the leader read before the write: {old} < {written}"
+    );
+    assert!(
+        got >= written,
+        "a read that began after the write returned got {got} < {written}"
+    );
+}

@@ -380,6 +380,9 @@ async fn read<DB: Driver, T: CacheValue>(
         // may have read the rows from before that write. Run alone; the fill is judged
         // by the local stamp as always, and a later hit syncs before it is served.
         let rows: Arc<[T]> = run(Conn::Pool(&inner.pool), sql, arguments, decode, shape).await?;
+        if let Some(hook) = &inner.config.before_fill {
+            hook(key).await;
+        }
         fill(cache, key, &plan, stamp, &rows, options.ttl);
         return Ok(rows);
     }
